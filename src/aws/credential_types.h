@@ -15,14 +15,14 @@
 namespace quarry::aws {
 
 struct Credentials {
-  std::string access_key_id;
-  std::string secret_access_key;
-  std::string session_token;  // empty for long-term keys
+  std::string access_key_id{};
+  std::string secret_access_key{};
+  std::string session_token{};  // empty for long-term keys
   // When temporary credentials stop working; nullopt for long-term keys.
-  std::optional<std::chrono::system_clock::time_point> expiration;
+  std::optional<std::chrono::system_clock::time_point> expiration{};
   // Where they came from ("environment", "profile default", ...), for
   // diagnostics; never secret.
-  std::string source;
+  std::string source{};
 
   bool HasSessionToken() const { return !session_token.empty(); }
 
