@@ -68,49 +68,21 @@ Result<std::optional<BearerToken>> ResolveBedrockBearerToken(
   return std::optional<BearerToken>();
 }
 
-std::string_view BedrockEndpointName(BedrockEndpoint endpoint) {
-  switch (endpoint) {
-    case BedrockEndpoint::kRuntime:
-      return "bedrock-runtime";
-    case BedrockEndpoint::kControlPlane:
-      return "bedrock";
-    case BedrockEndpoint::kAgentRuntime:
-      return "bedrock-agent-runtime";
-    case BedrockEndpoint::kAgentControlPlane:
-      return "bedrock-agent";
-    case BedrockEndpoint::kSts:
-      return "sts";
-  }
-  return "unknown";
-}
-
-Result<BedrockEndpoint> BedrockEndpointFromName(std::string_view name) {
-  for (BedrockEndpoint endpoint :
-       {BedrockEndpoint::kRuntime, BedrockEndpoint::kControlPlane, BedrockEndpoint::kAgentRuntime,
-        BedrockEndpoint::kAgentControlPlane, BedrockEndpoint::kSts}) {
-    if (EqualsIgnoreAsciiCase(name, BedrockEndpointName(endpoint))) return endpoint;
-  }
-  return InvalidArgumentError(
-      "unknown endpoint \"" + std::string(name) +
-      "\"; expected one of bedrock-runtime, bedrock, bedrock-agent-runtime, "
-      "bedrock-agent, sts");
-}
-
-bool AcceptsBearerToken(BedrockEndpoint endpoint) {
-  return endpoint == BedrockEndpoint::kRuntime || endpoint == BedrockEndpoint::kControlPlane;
+bool AcceptsBearerToken(AwsService endpoint) {
+  return endpoint == AwsService::kBedrockRuntime || endpoint == AwsService::kBedrock;
 }
 
 std::string_view AuthSchemeName(AuthScheme scheme) {
   return scheme == AuthScheme::kBearer ? "Bearer" : "SigV4";
 }
 
-Result<AuthScheme> SelectAuthScheme(BedrockEndpoint endpoint, const ConfiguredAuth& configured) {
+Result<AuthScheme> SelectAuthScheme(AwsService endpoint, const ConfiguredAuth& configured) {
   if (AcceptsBearerToken(endpoint) && configured.bearer_token) return AuthScheme::kBearer;
   if (configured.sigv4_credentials) return AuthScheme::kSigV4;
-  std::string name(BedrockEndpointName(endpoint));
+  std::string name(ServiceEndpointPrefix(endpoint));
   if (configured.bearer_token) {
-    if (endpoint == BedrockEndpoint::kAgentRuntime ||
-        endpoint == BedrockEndpoint::kAgentControlPlane) {
+    if (endpoint == AwsService::kBedrockAgentRuntime ||
+        endpoint == AwsService::kBedrockAgent) {
       return FailedPreconditionError(
           "only a Bedrock API key (bearer token) is configured, but Bedrock API keys are not "
           "accepted "

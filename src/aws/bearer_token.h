@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "aws/shared_config.h"
+#include "aws/region.h"
 #include "common/status.h"
 
 namespace quarry::aws {
@@ -65,23 +66,8 @@ inline std::ostream& operator<<(std::ostream& out, const BearerToken& token) {
 Result<std::optional<BearerToken>> ResolveBedrockBearerToken(
     const std::optional<std::string>& explicit_token, const Environment& env);
 
-enum class BedrockEndpoint {
-  kRuntime,            // bedrock-runtime: InvokeModel, Converse
-  kControlPlane,       // bedrock: ListFoundationModels, ...
-  kAgentRuntime,       // bedrock-agent-runtime: InvokeAgent
-  kAgentControlPlane,  // bedrock-agent: GetAgentAlias, ...
-  kSts,                // sts: GetCallerIdentity, AssumeRole
-};
-
-// The host prefix: "bedrock-runtime", "bedrock", "bedrock-agent-runtime",
-// "bedrock-agent", "sts".
-std::string_view BedrockEndpointName(BedrockEndpoint endpoint);
-// The inverse of BedrockEndpointName. Errors: InvalidArgument naming the
-// accepted prefixes.
-Result<BedrockEndpoint> BedrockEndpointFromName(std::string_view name);
-
 // True for the endpoints whose API accepts Bedrock API keys.
-bool AcceptsBearerToken(BedrockEndpoint endpoint);
+bool AcceptsBearerToken(AwsService endpoint);
 
 enum class AuthScheme { kSigV4, kBearer };
 std::string_view AuthSchemeName(AuthScheme scheme);  // "SigV4", "Bearer"
@@ -98,6 +84,6 @@ struct ConfiguredAuth {
 // Errors: FailedPrecondition when nothing usable is configured; for the
 // Agents endpoints with only an API key, a message saying that Bedrock API
 // keys are not accepted there and what to configure instead.
-Result<AuthScheme> SelectAuthScheme(BedrockEndpoint endpoint, const ConfiguredAuth& configured);
+Result<AuthScheme> SelectAuthScheme(AwsService endpoint, const ConfiguredAuth& configured);
 
 }  // namespace quarry::aws

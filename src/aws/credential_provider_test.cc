@@ -1,4 +1,5 @@
 #include "aws/credential_provider.h"
+#include "tests/support/scratch_dir.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -26,24 +27,7 @@ using ::testing::Not;
 constexpr char kSecret[] = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 constexpr char kKeyId[] = "AKIAIOSFODNN7EXAMPLE";
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "quarry_credentials_XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path_); }
-  std::string Write(const std::string& name, const std::string& text) const {
-    std::string file = path_ + "/" + name;
-    std::ofstream(file, std::ios::binary) << text;
-    return file;
-  }
-  std::string Path(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using ::quarry::testing::ScratchDir;
 
 // A hermetic chain: its own environment and files in a scratch directory.
 class ChainTest : public ::testing::Test {
@@ -745,20 +729,20 @@ TEST(BearerTokenTest, PicksBearerOnlyWhereBedrockAcceptsIt) {
   const ConfiguredAuth both{true, true};
   const ConfiguredAuth bearer_only{true, false};
   const ConfiguredAuth sigv4_only{false, true};
-  EXPECT_EQ(*SelectAuthScheme(BedrockEndpoint::kRuntime, both), AuthScheme::kBearer);
-  EXPECT_EQ(*SelectAuthScheme(BedrockEndpoint::kControlPlane, bearer_only), AuthScheme::kBearer);
-  EXPECT_EQ(*SelectAuthScheme(BedrockEndpoint::kRuntime, sigv4_only), AuthScheme::kSigV4);
-  EXPECT_EQ(*SelectAuthScheme(BedrockEndpoint::kAgentRuntime, both), AuthScheme::kSigV4);
-  EXPECT_EQ(*SelectAuthScheme(BedrockEndpoint::kAgentControlPlane, both), AuthScheme::kSigV4);
-  EXPECT_EQ(*SelectAuthScheme(BedrockEndpoint::kSts, both), AuthScheme::kSigV4);
-  EXPECT_FALSE(SelectAuthScheme(BedrockEndpoint::kSts, bearer_only).ok());
-  EXPECT_THAT(SelectAuthScheme(BedrockEndpoint::kRuntime, {}).status().message(),
+  EXPECT_EQ(*SelectAuthScheme(AwsService::kBedrockRuntime, both), AuthScheme::kBearer);
+  EXPECT_EQ(*SelectAuthScheme(AwsService::kBedrock, bearer_only), AuthScheme::kBearer);
+  EXPECT_EQ(*SelectAuthScheme(AwsService::kBedrockRuntime, sigv4_only), AuthScheme::kSigV4);
+  EXPECT_EQ(*SelectAuthScheme(AwsService::kBedrockAgentRuntime, both), AuthScheme::kSigV4);
+  EXPECT_EQ(*SelectAuthScheme(AwsService::kBedrockAgent, both), AuthScheme::kSigV4);
+  EXPECT_EQ(*SelectAuthScheme(AwsService::kSts, both), AuthScheme::kSigV4);
+  EXPECT_FALSE(SelectAuthScheme(AwsService::kSts, bearer_only).ok());
+  EXPECT_THAT(SelectAuthScheme(AwsService::kBedrockRuntime, {}).status().message(),
               HasSubstr("AWS_BEARER_TOKEN_BEDROCK"));
 }
 
 TEST(BearerTokenTest, AgentsWithOnlyAnApiKeyExplainWhatToConfigure) {
-  for (BedrockEndpoint endpoint :
-       {BedrockEndpoint::kAgentRuntime, BedrockEndpoint::kAgentControlPlane}) {
+  for (AwsService endpoint :
+       {AwsService::kBedrockAgentRuntime, AwsService::kBedrockAgent}) {
     Result<AuthScheme> scheme = SelectAuthScheme(endpoint, ConfiguredAuth{true, false});
     ASSERT_FALSE(scheme.ok());
     EXPECT_EQ(scheme.status().code(), StatusCode::kFailedPrecondition);
@@ -770,12 +754,12 @@ TEST(BearerTokenTest, AgentsWithOnlyAnApiKeyExplainWhatToConfigure) {
 }
 
 TEST(BearerTokenTest, MapsEndpointNames) {
-  EXPECT_EQ(*BedrockEndpointFromName("bedrock-agent-runtime"), BedrockEndpoint::kAgentRuntime);
-  EXPECT_EQ(*BedrockEndpointFromName("bedrock"), BedrockEndpoint::kControlPlane);
-  EXPECT_EQ(BedrockEndpointName(BedrockEndpoint::kRuntime), "bedrock-runtime");
-  EXPECT_FALSE(BedrockEndpointFromName("s3").ok());
-  EXPECT_TRUE(AcceptsBearerToken(BedrockEndpoint::kRuntime));
-  EXPECT_FALSE(AcceptsBearerToken(BedrockEndpoint::kAgentRuntime));
+  EXPECT_EQ(*AwsServiceFromEndpointPrefix("bedrock-agent-runtime"), AwsService::kBedrockAgentRuntime);
+  EXPECT_EQ(*AwsServiceFromEndpointPrefix("bedrock"), AwsService::kBedrock);
+  EXPECT_EQ(ServiceEndpointPrefix(AwsService::kBedrockRuntime), "bedrock-runtime");
+  EXPECT_FALSE(AwsServiceFromEndpointPrefix("s3").ok());
+  EXPECT_TRUE(AcceptsBearerToken(AwsService::kBedrockRuntime));
+  EXPECT_FALSE(AcceptsBearerToken(AwsService::kBedrockAgentRuntime));
 }
 
 // --- masking ----------------------------------------------------------------------

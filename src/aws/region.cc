@@ -201,6 +201,16 @@ std::string_view ServiceEndpointPrefix(AwsService service) {
   return "";
 }
 
+Result<AwsService> AwsServiceFromEndpointPrefix(std::string_view prefix) {
+  for (const AwsService service : {AwsService::kBedrock, AwsService::kBedrockRuntime, AwsService::kBedrockAgent,
+                                   AwsService::kBedrockAgentRuntime, AwsService::kSts}) {
+    if (EqualsIgnoreAsciiCase(prefix, ServiceEndpointPrefix(service))) return service;
+  }
+  return InvalidArgumentError("unknown endpoint " + internal::QuoteForMessage(prefix) +
+                              "; expected one of bedrock-runtime, bedrock, bedrock-agent-runtime, "
+                              "bedrock-agent, sts");
+}
+
 std::string_view ServiceSigningName(AwsService service) {
   return service == AwsService::kSts ? "sts" : "bedrock";
 }

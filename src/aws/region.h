@@ -87,6 +87,9 @@ enum class AwsService {
 std::string_view ServiceEndpointPrefix(AwsService service);
 // The SigV4 signing name: "bedrock" for all four Bedrock services, "sts".
 std::string_view ServiceSigningName(AwsService service);
+// The inverse of ServiceEndpointPrefix (case-insensitive). Errors:
+// InvalidArgument naming the accepted prefixes.
+Result<AwsService> AwsServiceFromEndpointPrefix(std::string_view prefix);
 
 struct EndpointOptions {
   bool use_fips = false;        // {prefix}-fips.{region}.{suffix}

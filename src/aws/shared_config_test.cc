@@ -1,4 +1,5 @@
 #include "aws/shared_config.h"
+#include "tests/support/scratch_dir.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,24 +13,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "quarry_shared_config_XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path_); }
-  std::string Write(const std::string& name, const std::string& text) const {
-    std::string file = path_ + "/" + name;
-    std::ofstream(file, std::ios::binary) << text;
-    return file;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ::quarry::testing::ScratchDir;
 
 TEST(IniParseTest, ReadsSectionsPropertiesCommentsAndWhitespace) {
   Result<IniFile> file = ParseIni(

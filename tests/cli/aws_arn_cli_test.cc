@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tests/oracle/python_runner.h"
+#include "tests/support/process.h"
 
 namespace quarry {
 namespace {

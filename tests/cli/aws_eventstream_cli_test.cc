@@ -14,13 +14,15 @@
 #include <vector>
 
 #include "common/encoding.h"
-#include "tests/oracle/python_runner.h"
+#include "tests/support/process.h"
+#include "tests/support/scratch_dir.h"
 
 namespace quarry {
 namespace {
 
 using ::quarry::testing::ProcessResult;
 using ::quarry::testing::RunProcess;
+using ::quarry::testing::ScratchDir;
 using ::testing::HasSubstr;
 
 // Frames checked against Debian's botocore 1.29 (see src/aws/eventstream_test.cc).
@@ -57,27 +59,6 @@ ProcessResult Quarry(const std::vector<std::string>& args, std::string_view stdi
   return RunProcess(argv, stdin_bytes);
 }
 
-// A file in a fresh temporary directory, removed at the end of the test.
-class TempFile {
- public:
-  explicit TempFile(std::string_view contents) {
-    char dir_template[] = "/tmp/quarry_es_cli_XXXXXX";
-    const char* dir = mkdtemp(dir_template);
-    EXPECT_NE(dir, nullptr);
-    dir_ = dir != nullptr ? dir : "/tmp";
-    path_ = dir_ + "/input";
-    std::ofstream(path_, std::ios::binary) << contents;
-  }
-  ~TempFile() {
-    std::remove(path_.c_str());
-    rmdir(dir_.c_str());
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string dir_;
-  std::string path_;
-};
 
 std::string Lines(const std::vector<std::string_view>& lines) {
   std::string out;
@@ -118,12 +99,13 @@ TEST(AwsEventStreamCliTest, DecodesAFileLargerThanOneReadChunk) {
     lines += R"({"headers":[{"name":"i","type":"int","value":)" + std::to_string(i) +
              R"(}],"payload_base64":")" + payload + "\"}\n";
   }
-  const TempFile json_file(lines);
-  const ProcessResult encoded = Quarry({"encode", json_file.path()});
+  const ScratchDir dir;
+  const std::string json_file = dir.Write("messages.jsonl", lines);
+  const ProcessResult encoded = Quarry({"encode", json_file});
   ASSERT_EQ(encoded.exit_code, 0) << encoded.stderr_text;
   ASSERT_GT(encoded.stdout_text.size(), 3u * 64 * 1024);
-  const TempFile binary_file(encoded.stdout_text);
-  const ProcessResult decoded = Quarry({"decode", binary_file.path()});
+  const std::string binary_file = dir.Write("messages.bin", encoded.stdout_text);
+  const ProcessResult decoded = Quarry({"decode", binary_file});
   ASSERT_EQ(decoded.exit_code, 0) << decoded.stderr_text;
   EXPECT_EQ(decoded.stdout_text, lines);
 }

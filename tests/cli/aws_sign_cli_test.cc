@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/oracle/python_runner.h"
+#include "tests/support/process.h"
 
 namespace {
 

@@ -19,7 +19,7 @@
 
 #include "aws/eventstream.h"
 #include "common/encoding.h"
-#include "tests/oracle/python_runner.h"
+#include "tests/support/process.h"
 
 namespace quarry::aws {
 namespace {

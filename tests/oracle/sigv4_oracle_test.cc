@@ -17,7 +17,7 @@
 #include "aws/sigv4.h"
 #include "aws/sigv4_verifier.h"
 #include "common/encoding.h"
-#include "tests/oracle/python_runner.h"
+#include "tests/support/process.h"
 
 namespace quarry::aws {
 namespace {

@@ -1,4 +1,4 @@
-#include "tests/oracle/python_runner.h"
+#include "tests/support/process.h"
 
 #include <fcntl.h>
 #include <poll.h>
