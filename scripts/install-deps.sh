@@ -8,9 +8,9 @@ packages=(
   # toolchain
   g++ make cmake ninja-build pkg-config ccache
   # libraries (see docs/dependencies.md)
-  libssl-dev zlib1g-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
+  libssl-dev zlib1g-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libboost-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev wrk
   # independent oracle for the protocol tests (SigV4 signer, event-stream parser)
   python3 python3-botocore
 )

@@ -16,5 +16,7 @@ void RegisterAwsEventStreamCommand(CLI::App& aws);
 void RegisterAwsArnCommand(CLI::App& aws);
 // quarry demo
 void RegisterDemoCommand(CLI::App& app);
+// quarry sim [--config FILE] [--host H] [--port N] [--print-config]
+void RegisterSimCommand(CLI::App& app);
 
 }  // namespace quarry::cli

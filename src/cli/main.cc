@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   quarry::cli::RegisterAwsEventStreamCommand(*aws);
   quarry::cli::RegisterAwsArnCommand(*aws);
   quarry::cli::RegisterDemoCommand(app);
+  quarry::cli::RegisterSimCommand(app);
 
   app.parse_complete_callback([&] {
     const quarry::Status status = quarry::InitLogging({.level = log_level});

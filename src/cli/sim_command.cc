@@ -1,0 +1,7 @@
+#include "cli/commands.h"
+
+namespace quarry::cli {
+
+void RegisterSimCommand(CLI::App& parent) { (void)parent; }
+
+}  // namespace quarry::cli

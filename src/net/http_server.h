@@ -1,0 +1,115 @@
+#pragma once
+// An HTTP/1.1 server for Quarry's own endpoints and for the Bedrock emulator.
+//
+// The implementation (http_server.cc) is the project's only Boost.Beast
+// translation unit: one io_context, C++20 coroutines, keep-alive connections,
+// timers instead of threads, so ten thousand slow responses cost ten thousand
+// small coroutine frames, not threads. Nothing from Boost leaks into this
+// header.
+//
+// A handler turns a request into an HttpResponse *script*: a status and
+// headers, an optional delay before anything is sent, then either a complete
+// body or a sequence of (delay, bytes) chunks sent with chunked transfer
+// encoding, and finally how the exchange ends. Scripts make every network
+// behaviour an emulator needs reproducible: latency, time to first byte,
+// delay between stream events, a stream that stalls forever, a connection
+// reset, a stream cut off mid-frame.
+//
+// Thread safety: the handler is called on the server's I/O threads, possibly
+// concurrently when `threads` > 1; it must be thread-safe and must not block.
+// Start() and Stop() may be called from any thread; Stop() is idempotent and
+// is called by the destructor.
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace quarry::net {
+
+using HeaderFields = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpServerRequest {
+  std::string method{};   // "POST"
+  std::string target{};   // raw request target as received: "/model/x%3A0/invoke?a=b"
+  HeaderFields headers{};  // as received, in order, names as sent
+  std::string body{};
+  std::string remote_address{};  // "127.0.0.1:54321"
+
+  // The first header with this name (case-insensitive), or nullptr.
+  const std::string* FindHeader(std::string_view name) const;
+};
+
+// What happens before the status line is sent.
+enum class ResponseStart {
+  kSend,                // send the response (after `delay`)
+  kResetConnection,     // after `delay`, reset the connection (RST) without a response
+  kStallForever,        // never answer; hold the connection until the client or Stop() closes it
+};
+
+// What happens after the body or the last chunk.
+enum class ResponseEnd {
+  kComplete,            // finish normally (terminating chunk for chunked bodies); keep-alive
+  kCloseConnection,     // close the connection without the terminating chunk: a cut-off stream
+  kResetConnection,     // reset the connection (RST) without the terminating chunk
+  kStallForever,        // send nothing more, never finish; hold until the client or Stop() closes
+};
+
+struct HttpResponse {
+  int status = 200;
+  HeaderFields headers{};  // Content-Length / Transfer-Encoding are set by the server
+  std::chrono::milliseconds delay{0};  // before the status line (latency, time to first byte)
+  ResponseStart start = ResponseStart::kSend;
+
+  // A complete body, sent with Content-Length, when `chunked` is false.
+  std::string body{};
+
+  // With `chunked`, the body is sent with Transfer-Encoding: chunked, one HTTP
+  // chunk per entry, each after its delay (measured from the previous send).
+  bool chunked = false;
+  struct Chunk {
+    std::chrono::milliseconds delay{0};
+    std::string bytes{};
+  };
+  std::vector<Chunk> chunks{};
+  ResponseEnd end = ResponseEnd::kComplete;
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpServerRequest&)>;
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";  // an IP literal; the server never resolves names
+  int port = 0;                    // 0 picks a free port (see HttpServer::port())
+  int threads = 1;                 // I/O threads
+  size_t max_body_bytes = 26'214'400;       // larger bodies get 413 with a JSON message
+  size_t max_header_bytes = 64 * 1024;      // larger headers get 431
+  std::chrono::seconds idle_timeout{60};    // an idle keep-alive connection is closed
+  std::chrono::seconds read_timeout{30};    // a request must arrive within this once started
+};
+
+class HttpServer {
+ public:
+  // Binds, listens and starts the I/O threads. Errors: InvalidArgument for a
+  // host that is not an IP literal; Unavailable when the address cannot be
+  // bound (the message names the address and the system error).
+  static Result<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
+                                                   HttpHandler handler);
+  virtual ~HttpServer() = default;
+
+  // The bound port (the real one when options.port was 0).
+  virtual int port() const = 0;
+  // "http://127.0.0.1:PORT".
+  virtual std::string base_url() const = 0;
+  // Stops accepting, closes every connection (stalled ones included), joins
+  // the I/O threads.
+  virtual void Stop() = 0;
+  // Connections open right now (for tests and the admin endpoint).
+  virtual size_t open_connections() const = 0;
+};
+
+}  // namespace quarry::net
