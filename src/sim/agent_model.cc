@@ -1,1 +1,847 @@
-// placeholder
+// The emulator's Bedrock Agents (see agent_model.h). Shapes of the events
+// follow the bedrock-agent-runtime model: PayloadPart, TracePart,
+// ReturnControlPayload; errors follow aws-protocol.md §8 (InvokeAgent column).
+#include "sim/agent_model.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <set>
+#include <string_view>
+
+#include "common/crypto.h"
+#include "common/encoding.h"
+
+namespace quarry::sim {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kService = "bedrock-agent-runtime";
+constexpr std::string_view kDraftAlias = "TSTALIASID";
+// Bounds: what we keep per session and what we echo back.
+constexpr size_t kMaxTurnsPerSession = 50;
+constexpr size_t kMaxTurnTextBytes = 4096;
+constexpr size_t kMaxReferenceTextBytes = 2000;
+constexpr size_t kMaxQuotedInputBytes = 200;
+constexpr size_t kMaxInputTextBytes = 25'000'000;  // InvokeAgent inputText max length
+constexpr size_t kMaxStreamChunkBytes = 40;        // streamFinalResponse piece size (soft)
+constexpr size_t kMaxKnowledgeResults = 3;
+
+aws::AwsError MakeError(std::string code, int status, std::string message) {
+  aws::AwsError error;
+  error.code = std::move(code);
+  error.http_status = status;
+  error.message = std::move(message);
+  error.service = std::string(kService);
+  error.retry_class = aws::ClassifyError(kService, error.code, status);
+  return error;
+}
+
+aws::AwsError Validation(std::string message) { return MakeError("ValidationException", 400, std::move(message)); }
+
+// Bedrock's wording for a missing resource behind InvokeAgent (seen in client
+// reports of this API), plus what exactly is missing.
+aws::AwsError NotFound(const std::string& detail) {
+  return MakeError("ResourceNotFoundException", 404,
+                   "Failed to retrieve resource because it doesn't exist. Retry the request with a different "
+                   "resource identifier. (" + detail + ")");
+}
+
+std::string Truncate(std::string_view text, size_t max) {
+  if (text.size() <= max) return std::string(text);
+  // Do not cut a UTF-8 sequence in the middle.
+  size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return std::string(text.substr(0, end));
+}
+
+std::string HashHex(std::string_view seed) { return Sha256Hex(seed); }
+
+// A deterministic id shaped like a UUID (8-4-4-4-12 lower-case hex).
+std::string UuidLike(std::string_view seed) {
+  const std::string h = HashHex(seed);
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-4" + h.substr(13, 3) + "-a" + h.substr(17, 3) + "-" +
+         h.substr(20, 12);
+}
+
+// TraceId is 2–16 characters in the model.
+std::string TraceId(std::string_view seed, int step) {
+  const std::string suffix = "-" + std::to_string(step);
+  return HashHex(seed).substr(0, 16 - suffix.size()) + suffix;
+}
+
+bool IsSessionIdChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == ':' || c == '-';
+}
+
+const std::set<std::string, std::less<>>& StopWords() {
+  static const auto* words = new std::set<std::string, std::less<>>{
+      "a",     "about", "an",    "and",   "any",   "are",   "as",    "at",    "be",    "been",  "but",
+      "by",    "can",   "could", "did",   "do",    "does",  "for",   "from",  "had",   "has",   "have",
+      "how",   "i",     "if",    "in",    "into",  "is",    "it",    "its",   "me",    "my",    "no",
+      "not",   "of",    "on",    "or",    "our",   "please", "should", "so",  "that",  "the",   "their",
+      "them",  "then",  "there", "these", "they",  "this",  "to",    "us",    "was",   "we",    "were",
+      "what",  "when",  "where", "which", "who",   "why",   "will",  "with",  "would", "you",   "your",
+      "tell",  "know",  "get",   "got",   "also",  "just",  "some",  "than",  "too",   "very"};
+  return *words;
+}
+
+// Lower-case alphanumeric words, in order (may repeat).
+std::vector<std::string> Words(std::string_view text) {
+  std::vector<std::string> words;
+  std::string current;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) != 0 || u >= 0x80) {
+      current.push_back(static_cast<char>(std::tolower(u)));
+    } else if (!current.empty()) {
+      words.push_back(std::move(current));
+      current.clear();
+    }
+  }
+  if (!current.empty()) words.push_back(std::move(current));
+  return words;
+}
+
+// Distinct keywords: words minus stop words and one-letter words.
+std::set<std::string> Keywords(std::string_view text) {
+  std::set<std::string> keywords;
+  for (auto& w : Words(text)) {
+    if (w.size() < 2 || StopWords().count(w) != 0) continue;
+    keywords.insert(std::move(w));
+  }
+  return keywords;
+}
+
+size_t Overlap(const std::set<std::string>& a, const std::set<std::string>& b) {
+  size_t n = 0;
+  for (const auto& w : a) n += b.count(w);
+  return n;
+}
+
+// True when `phrase` (one or more words) occurs in `text` as whole words,
+// ignoring case.
+bool ContainsPhrase(std::string_view text, std::string_view phrase) {
+  const std::vector<std::string> hay = Words(text);
+  const std::vector<std::string> needle = Words(phrase);
+  if (needle.empty() || needle.size() > hay.size()) return false;
+  for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+    if (std::equal(needle.begin(), needle.end(), hay.begin() + static_cast<std::ptrdiff_t>(i))) return true;
+  }
+  return false;
+}
+
+bool ContainsIgnoreCase(std::string_view text, std::string_view needle) {
+  if (needle.empty()) return false;
+  return AsciiToLower(text).find(AsciiToLower(needle)) != std::string::npos;
+}
+
+// Sentences of a document: split after '.', '!' or '?' followed by space.
+std::vector<std::string> Sentences(std::string_view text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    const bool end = (c == '.' || c == '!' || c == '?' || c == '\n') &&
+                     (i + 1 == text.size() || text[i + 1] == ' ' || text[i + 1] == '\n');
+    if (end || i + 1 == text.size()) {
+      std::string s(TrimAsciiWhitespace(text.substr(start, i + 1 - start)));
+      if (!s.empty()) out.push_back(std::move(s));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+struct Retrieved {
+  const KnowledgeBaseSpec* kb = nullptr;
+  const KnowledgeDocument* doc = nullptr;
+  size_t score = 0;
+  std::string sentence{};  // the document's sentence that best matches the query
+};
+
+// Keyword retrieval: documents sharing at least max(1, ⌈20%⌉) of the query's
+// keywords, best first (ties keep configuration order), at most three.
+std::vector<Retrieved> Retrieve(std::string_view query, const AgentVersionSpec& version,
+                                const std::vector<KnowledgeBaseSpec>& knowledge_bases) {
+  std::vector<Retrieved> found;
+  const std::set<std::string> q = Keywords(query);
+  if (q.empty()) return found;
+  const size_t threshold = std::max<size_t>(1, (q.size() + 4) / 5);
+  for (const auto& kb_id : version.knowledge_base_ids) {
+    for (const auto& kb : knowledge_bases) {
+      if (kb.id != kb_id) continue;
+      for (const auto& doc : kb.documents) {
+        const size_t score = Overlap(q, Keywords(doc.title + " " + doc.text));
+        if (score < threshold) continue;
+        Retrieved r{&kb, &doc, score, {}};
+        size_t best = 0;
+        for (auto& s : Sentences(doc.text)) {
+          const size_t sscore = Overlap(q, Keywords(s));
+          if (r.sentence.empty() || sscore > best) {
+            best = sscore;
+            r.sentence = std::move(s);
+          }
+        }
+        if (!r.sentence.empty()) found.push_back(std::move(r));
+      }
+    }
+  }
+  std::stable_sort(found.begin(), found.end(), [](const Retrieved& a, const Retrieved& b) { return a.score > b.score; });
+  if (found.size() > kMaxKnowledgeResults) found.resize(kMaxKnowledgeResults);
+  return found;
+}
+
+json ReferenceJson(const Retrieved& r) {
+  json metadata = json::object();
+  metadata["x-amz-bedrock-kb-source-uri"] = r.doc->uri;
+  metadata["x-amz-bedrock-kb-chunk-id"] = r.doc->id;
+  if (!r.doc->title.empty()) metadata["title"] = r.doc->title;
+  return json{{"content", {{"text", Truncate(r.doc->text, kMaxReferenceTextBytes)}}},
+              {"location", {{"type", "S3"}, {"s3Location", {{"uri", r.doc->uri}}}}},
+              {"metadata", metadata}};
+}
+
+// A cited part of the answer: bytes [start, end) of the answer text.
+struct CitedPart {
+  size_t start = 0;
+  size_t end = 0;
+  json references = json::array();
+};
+
+// Span end is the index of the last cited byte (inclusive), as in the
+// RetrieveAndGenerate / InvokeAgent responses we have seen; text is the cited
+// substring itself, so a client can check answer[start..end] == text.
+json CitationJson(std::string_view answer, size_t start, size_t end, const json& references) {
+  return json{{"generatedResponsePart",
+               {{"textResponsePart",
+                 {{"text", std::string(answer.substr(start, end - start))},
+                  {"span", {{"start", start}, {"end", end - 1}}}}}}},
+              {"retrievedReferences", references}};
+}
+
+json ChunkPayload(std::string_view text, const std::vector<CitedPart>& parts, size_t offset) {
+  json payload{{"bytes", Base64Encode(text)}};
+  json citations = json::array();
+  for (const auto& part : parts) {
+    const size_t s = std::max(part.start, offset);
+    const size_t e = std::min(part.end, offset + text.size());
+    if (s >= e) continue;
+    citations.push_back(CitationJson(text, s - offset, e - offset, part.references));
+  }
+  if (!citations.empty()) payload["attribution"] = {{"citations", std::move(citations)}};
+  return payload;
+}
+
+// Pieces of the answer for streamFinalResponse: cut after a space or a
+// sentence end once a piece reaches kMaxStreamChunkBytes / 2, never inside a
+// word unless a word alone is longer than kMaxStreamChunkBytes.
+std::vector<std::pair<size_t, size_t>> SplitForStreaming(std::string_view text) {
+  std::vector<std::pair<size_t, size_t>> pieces;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = std::min(text.size(), start + kMaxStreamChunkBytes);
+    if (end < text.size()) {
+      size_t cut = std::string_view::npos;
+      for (size_t i = end; i > start + kMaxStreamChunkBytes / 2; --i) {
+        if (text[i - 1] == ' ') {
+          cut = i;
+          break;
+        }
+      }
+      if (cut != std::string_view::npos) {
+        end = cut;
+      } else {
+        while (end > start + 1 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+      }
+    }
+    pieces.emplace_back(start, end);
+    start = end;
+  }
+  return pieces;
+}
+
+bool IsMemoryQuestion(std::string_view input) {
+  static constexpr std::string_view kCues[] = {"earlier", "before", "previous", "previously", "what did i ask",
+                                               "what did i say"};
+  for (auto cue : kCues) {
+    if (ContainsPhrase(input, cue)) return true;
+  }
+  return false;
+}
+
+// Parameter values from the input: ticket ids (ABC-123), emails, numbers,
+// booleans; otherwise a default of the right type.
+std::string ExtractParameter(std::string_view input, const ActionParameterSpec& p) {
+  const std::string name = AsciiToLower(p.name);
+  const std::string type = AsciiToLower(p.type);
+  std::vector<std::string> tokens;
+  {
+    std::string cur;
+    for (char c : input) {
+      if (c == ' ' || c == '\t' || c == '\n' || c == ',' || c == ';' || c == '"' || c == '\'' || c == '(' ||
+          c == ')' || c == '?' || c == '!') {
+        if (!cur.empty()) tokens.push_back(std::move(cur));
+        cur.clear();
+      } else {
+        cur.push_back(c);
+      }
+    }
+    if (!cur.empty()) tokens.push_back(std::move(cur));
+    for (auto& t : tokens) {
+      while (!t.empty() && (t.back() == '.' || t.back() == ':')) t.pop_back();
+    }
+  }
+  auto is_email = [](const std::string& t) {
+    const size_t at = t.find('@');
+    return at != std::string::npos && at > 0 && t.find('.', at) != std::string::npos;
+  };
+  auto is_ticket = [](const std::string& t) {
+    const size_t dash = t.find('-');
+    if (dash == std::string::npos || dash == 0 || dash + 1 >= t.size()) return false;
+    for (size_t i = 0; i < dash; ++i) {
+      if (std::isalpha(static_cast<unsigned char>(t[i])) == 0) return false;
+    }
+    for (size_t i = dash + 1; i < t.size(); ++i) {
+      if (std::isdigit(static_cast<unsigned char>(t[i])) == 0) return false;
+    }
+    return true;
+  };
+  auto is_number = [&](const std::string& t) {
+    if (t.empty()) return false;
+    bool digit = false;
+    for (size_t i = 0; i < t.size(); ++i) {
+      const char c = t[i];
+      if (std::isdigit(static_cast<unsigned char>(c)) != 0) {
+        digit = true;
+      } else if (!(c == '.' && type != "integer") && !(c == '-' && i == 0)) {
+        return false;
+      }
+    }
+    return digit;
+  };
+  if (type == "number" || type == "integer") {
+    for (const auto& t : tokens) {
+      if (is_number(t)) return t;
+    }
+    return "0";
+  }
+  if (type == "boolean") {
+    for (const auto& w : Words(input)) {
+      if (w == "true" || w == "yes") return "true";
+      if (w == "false" || w == "no") return "false";
+    }
+    return "false";
+  }
+  const bool wants_email = name.find("email") != std::string::npos || name.find("mail") != std::string::npos;
+  const bool wants_id = name.find("id") != std::string::npos || name.find("ticket") != std::string::npos ||
+                        name.find("key") != std::string::npos || name.find("ref") != std::string::npos;
+  if (wants_email) {
+    for (const auto& t : tokens) {
+      if (is_email(t)) return t;
+    }
+  }
+  if (wants_id) {
+    for (const auto& t : tokens) {
+      if (is_ticket(t)) return t;
+    }
+    for (const auto& t : tokens) {
+      if (is_number(t)) return t;
+    }
+  }
+  if (type == "array") return "[]";
+  if (!wants_email && !wants_id) {
+    // A free-text parameter (summary, description, query, …): the input itself.
+    const std::string trimmed(TrimAsciiWhitespace(input));
+    if (!trimmed.empty()) return Truncate(trimmed, kMaxQuotedInputBytes);
+  }
+  if (wants_email) return "user@example.com";
+  return "unknown";
+}
+
+std::string QuoteForAnswer(std::string_view text) { return Truncate(TrimAsciiWhitespace(text), kMaxQuotedInputBytes); }
+
+// A blocked topic whose word occurs in `text`, or nullptr.
+const GuardrailSpec::Topic* BlockedTopic(const std::optional<GuardrailSpec>& guardrail, std::string_view text) {
+  if (!guardrail) return nullptr;
+  for (const auto& topic : guardrail->blocked_topics) {
+    for (const auto& word : topic.words) {
+      if (ContainsPhrase(text, word)) return &topic;
+    }
+  }
+  return nullptr;
+}
+
+int ApproxTokens(std::string_view text) { return static_cast<int>(text.size() / 4 + 1); }
+
+// Collects the trace events of one turn.
+class Tracer {
+ public:
+  Tracer(bool enabled, const AgentSpec& agent, const AgentAliasSpec& alias, const std::string& version,
+         const InvokeAgentInput& input, const Clock& clock, std::string seed)
+      : enabled_(enabled), seed_(std::move(seed)), model_(agent.FindVersion(version) != nullptr
+                                                               ? agent.FindVersion(version)->foundation_model
+                                                               : std::string()) {
+    base_ = json{{"agentId", agent.id},
+                 {"agentAliasId", alias.id},
+                 {"agentVersion", version},
+                 {"sessionId", input.session_id},
+                 // TracePart.eventTime is a timestamp with timestampFormat iso8601.
+                 {"eventTime", FormatIso8601Utc(clock.Now())}};
+  }
+  std::string NextTraceId() { return TraceId(seed_, step_++); }
+  void Add(std::vector<AgentEvent>& events, const char* kind, json body) {
+    if (!enabled_) return;
+    // Model invocations name the version's model when it has one.
+    if (body.contains("modelInvocationInput") && !model_.empty()) body["modelInvocationInput"]["foundationModel"] = model_;
+    json payload = base_;
+    payload["trace"] = json{{kind, std::move(body)}};
+    events.push_back(AgentEvent{"trace", std::move(payload), false});
+  }
+  bool enabled() const { return enabled_; }
+
+ private:
+  bool enabled_;
+  std::string seed_;
+  std::string model_;
+  int step_ = 0;
+  json base_;
+};
+
+json GuardrailTraceJson(const std::string& trace_id, const GuardrailSpec::Topic* topic, bool input_side) {
+  json assessment = json::object();
+  if (topic != nullptr) {
+    assessment["topicPolicy"] = {{"topics", json::array({{{"name", topic->name}, {"type", "DENY"}, {"action", "BLOCKED"}}})}};
+  }
+  json trace{{"action", topic != nullptr ? "INTERVENED" : "NONE"}, {"traceId", trace_id}};
+  trace[input_side ? "inputAssessments" : "outputAssessments"] = json::array({assessment});
+  return trace;
+}
+
+}  // namespace
+
+const AgentVersionSpec* AgentSpec::FindVersion(std::string_view version) const {
+  for (const auto& v : versions) {
+    if (v.version == version) return &v;
+  }
+  return nullptr;
+}
+
+std::optional<AgentAliasSpec> AgentSpec::FindAlias(std::string_view alias_id) const {
+  for (const auto& a : aliases) {
+    if (a.id == alias_id) return a;
+  }
+  if (alias_id == kDraftAlias) {
+    // The built-in test alias of every agent; it always routes to DRAFT.
+    AgentAliasSpec draft;
+    draft.id = std::string(kDraftAlias);
+    draft.name = "AgentTestAlias";
+    draft.description = "Test alias for the working draft (DRAFT) of the agent";
+    draft.agent_version = "DRAFT";
+    return draft;
+  }
+  return std::nullopt;
+}
+
+AgentSessions::AgentSessions(size_t max_sessions) : max_sessions_(max_sessions == 0 ? 1 : max_sessions) {}
+
+void AgentSessions::WithSession(const std::string& key, std::chrono::seconds ttl, const Clock& clock,
+                                const std::function<void(Session&)>& fn) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const MonotonicTime now = clock.MonotonicNow();
+  auto it = sessions_.find(key);
+  if (it != sessions_.end() && now - it->second.last_used > ttl) {
+    it->second = Session{};  // idle past the agent's idleSessionTTLInSeconds: a fresh session
+  }
+  if (it == sessions_.end()) {
+    if (sessions_.size() >= max_sessions_) {
+      // Drop the least recently used session. A linear scan, only when full;
+      // the bound exists to stop a runaway client, not for a hot path.
+      auto oldest = sessions_.begin();
+      for (auto s = sessions_.begin(); s != sessions_.end(); ++s) {
+        if (s->second.last_used < oldest->second.last_used) oldest = s;
+      }
+      sessions_.erase(oldest);
+    }
+    it = sessions_.emplace(key, Session{}).first;
+  }
+  it->second.last_used = now;
+  fn(it->second);
+}
+
+void AgentSessions::End(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sessions_.erase(key);
+}
+
+size_t AgentSessions::size() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return sessions_.size();
+}
+
+AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const InvokeAgentInput& input,
+                      const std::vector<KnowledgeBaseSpec>& knowledge_bases, AgentSessions& sessions,
+                      const Clock& clock) {
+  // --- Request validation (ValidationException, 400), as the model's
+  // constraints on sessionId and inputText.
+  const std::string& sid = input.session_id;
+  if (sid.size() < 2 || sid.size() > 100 || !std::all_of(sid.begin(), sid.end(), IsSessionIdChar)) {
+    return Validation("1 validation error detected: Value '" + Truncate(sid, 120) +
+                      "' at 'sessionId' failed to satisfy constraint: Member must satisfy regular expression "
+                      "pattern: [0-9a-zA-Z._:-]+ and have length between 2 and 100. Use letters, digits and . _ : - only.");
+  }
+  if (input.input_text.size() > kMaxInputTextBytes) {
+    return Validation("1 validation error detected: Value at 'inputText' failed to satisfy constraint: Member must "
+                      "have length less than or equal to 25000000. Send a shorter input.");
+  }
+  const json& state = input.session_state.is_object() ? input.session_state : json::object();
+  const json* results = nullptr;
+  if (auto it = state.find("returnControlInvocationResults"); it != state.end() && !it->is_null()) {
+    if (!it->is_array() || it->empty() || it->size() > 5) {
+      return Validation("sessionState.returnControlInvocationResults must be a list of 1 to 5 results. Send one "
+                        "result per invocation input of the returnControl event.");
+    }
+    results = &*it;
+  }
+  std::string state_invocation_id;
+  if (auto it = state.find("invocationId"); it != state.end() && it->is_string()) state_invocation_id = *it;
+  const std::string trimmed_input(TrimAsciiWhitespace(input.input_text));
+  if (trimmed_input.empty() && results == nullptr) {
+    return Validation("inputText must not be empty unless sessionState carries returnControlInvocationResults. "
+                      "Send the user's text in inputText.");
+  }
+
+  // --- Alias and version. Which error, and why:
+  // - alias not PREPARED (CREATING, UPDATING, FAILED, …): ConflictException
+  //   409, "the resource is in a state that conflicts with the call"; the
+  //   caller fixes it by waiting or by re-associating the alias.
+  // - alias with no version, or pointing at a version that does not exist:
+  //   ResourceNotFoundException 404 (what the alias routes to does not
+  //   exist), with Bedrock's "Failed to retrieve resource" wording.
+  // - version exists but is not prepared: DependencyFailedException 424 (the
+  //   alias resolves, but what it depends on, the prepared agent, is not
+  //   usable), with resourceName = the agent id.
+  if (alias.status != "PREPARED") {
+    return MakeError("ConflictException", 409,
+                     "The agent alias " + alias.id + " is in status " + alias.status +
+                         " and cannot accept invocations. Wait until the alias is PREPARED, or associate it with "
+                         "a prepared agent version, and retry.");
+  }
+  if (alias.agent_version.empty()) {
+    return NotFound("Agent alias " + alias.id + " of agent " + agent.id +
+                    " has no associated version. Associate the alias with a prepared agent version, or use "
+                    "TSTALIASID to invoke the DRAFT version.");
+  }
+  const AgentVersionSpec* version = agent.FindVersion(alias.agent_version);
+  if (version == nullptr) {
+    return NotFound("Agent alias " + alias.id + " points at version " + alias.agent_version + " of agent " +
+                    agent.id + ", which does not exist. Update the alias to an existing version.");
+  }
+  if (!version->prepared) {
+    aws::AwsError error = MakeError(
+        "DependencyFailedException", 424,
+        "Version " + version->version + " of agent " + agent.id +
+            " is not prepared. Prepare the agent (PrepareAgent) and point the alias at a prepared version, then retry.");
+    error.fields.emplace_back("resourceName", agent.id);
+    return error;
+  }
+
+  // --- The turn, under the session's lock.
+  const std::string key = agent.id + "/" + alias.id + "/" + sid;
+  const auto ttl = std::chrono::seconds(std::max(1, agent.idle_session_ttl_seconds));
+  std::optional<aws::AwsError> failure;
+  std::vector<AgentEvent> events;
+  bool session_was_new = false;
+
+  sessions.WithSession(key, ttl, clock, [&](AgentSessions::Session& session) {
+    session_was_new = session.turns.empty() && session.pending_invocation_id.empty();
+    const size_t turn_index = session.turns.size();
+    const std::string seed = key + "|" + std::to_string(turn_index) + "|" + input.input_text + "|" +
+                             state_invocation_id + "|" + (results ? results->dump() : "");
+    Tracer tracer(input.enable_trace, agent, alias, version->version, input, clock, seed);
+    const std::optional<GuardrailSpec>& guardrail = version->guardrail;
+
+    // Results for a pending returnControl: check them before anything else.
+    std::string result_text;
+    std::string result_function;
+    if (results != nullptr) {
+      if (session.pending_invocation_id.empty()) {
+        failure = Validation("sessionState.returnControlInvocationResults were sent, but no returnControl is "
+                             "pending in session " + sid + ". Send results only in reply to a returnControl event, "
+                             "in the same session, before it expires.");
+        return;
+      }
+      if (state_invocation_id != session.pending_invocation_id) {
+        failure = Validation("sessionState.invocationId '" + Truncate(state_invocation_id, 100) +
+                             "' does not match the pending returnControl invocationId " +
+                             session.pending_invocation_id + ". Send the invocationId of the returnControl event.");
+        return;
+      }
+      for (const auto& r : *results) {
+        const json* fr = r.is_object() && r.contains("functionResult") ? &r["functionResult"] : nullptr;
+        if (fr == nullptr && r.is_object() && r.contains("apiResult")) fr = &r["apiResult"];
+        if (fr == nullptr || !fr->is_object()) {
+          failure = Validation("Each returnControlInvocationResults entry must hold a functionResult (or apiResult). "
+                               "Fill functionResult{actionGroup, function, responseBody}.");
+          return;
+        }
+        const json body = fr->value("responseBody", json::object());
+        std::string text;
+        if (body.is_object()) {
+          for (auto it = body.begin(); it != body.end(); ++it) {
+            if (it.value().is_object() && it.value().contains("body") && it.value()["body"].is_string()) {
+              text = it.value()["body"].get<std::string>();
+              break;
+            }
+          }
+        }
+        if (!result_text.empty()) result_text += " ";
+        result_text += text;
+        if (result_function.empty()) {
+          result_function = fr->value("function", std::string()) ;
+          if (result_function.empty()) result_function = fr->value("apiPath", std::string());
+        }
+      }
+      if (result_function.empty()) {
+        const size_t slash = session.pending_function.find('/');
+        result_function = slash == std::string::npos ? session.pending_function : session.pending_function.substr(slash + 1);
+      }
+    }
+
+    // Guardrail on the input: a blocked input never reaches the KB or actions.
+    const GuardrailSpec::Topic* blocked_in = BlockedTopic(guardrail, input.input_text);
+    if (guardrail) tracer.Add(events, "guardrailTrace", GuardrailTraceJson(tracer.NextTraceId(), blocked_in, true));
+
+    std::string answer;
+    std::vector<CitedPart> cited;
+    bool returned_control = false;
+    std::string final_trace_id;
+
+    if (blocked_in != nullptr) {
+      answer = guardrail->blocked_message;
+    } else {
+      // Pre-processing: the input is classified as valid.
+      if (tracer.enabled()) {
+        const std::string pre_id = tracer.NextTraceId();
+        const std::string pre_prompt = "Classify the user input. Input: " + QuoteForAnswer(input.input_text);
+        tracer.Add(events, "preProcessingTrace",
+                   {{"modelInvocationInput",
+                     {{"traceId", pre_id}, {"text", pre_prompt}, {"type", "PRE_PROCESSING"}}}});
+        tracer.Add(events, "preProcessingTrace",
+                   {{"modelInvocationOutput",
+                     {{"traceId", pre_id},
+                      {"parsedResponse",
+                       {{"isValid", true},
+                        {"rationale", "The user input is valid: it is a question or request the agent can handle."}}},
+                      {"rawResponse", {{"content", "<category>D</category>"}}},
+                      {"metadata", {{"usage", {{"inputTokens", ApproxTokens(pre_prompt)}, {"outputTokens", 8}}}}}}}});
+      }
+      const std::string orch_id = tracer.NextTraceId();
+      final_trace_id = orch_id;
+      const std::string orch_prompt = (version->instruction.empty() ? std::string() : version->instruction + "\n\n") +
+                                      "User: " + QuoteForAnswer(input.input_text);
+      tracer.Add(events, "orchestrationTrace",
+                 {{"modelInvocationInput",
+                   {{"traceId", orch_id}, {"text", orch_prompt}, {"type", "ORCHESTRATION"}}}});
+      auto rationale = [&](const std::string& text) {
+        tracer.Add(events, "orchestrationTrace", {{"rationale", {{"traceId", orch_id}, {"text", text}}}});
+      };
+      auto model_output = [&](const std::string& raw) {
+        tracer.Add(events, "orchestrationTrace",
+                   {{"modelInvocationOutput",
+                     {{"traceId", orch_id},
+                      {"rawResponse", {{"content", raw}}},
+                      {"metadata", {{"usage", {{"inputTokens", ApproxTokens(orch_prompt)},
+                                               {"outputTokens", ApproxTokens(raw)}}}}}}}});
+      };
+
+      const ReplyRule* rule = nullptr;
+      for (const auto& r : version->rules) {
+        if (ContainsIgnoreCase(input.input_text, r.match)) {
+          rule = &r;
+          break;
+        }
+      }
+      const ActionFunctionSpec* action = nullptr;
+      if (results == nullptr && rule == nullptr) {
+        for (const auto& a : version->actions) {
+          for (const auto& w : a.trigger_words) {
+            if (ContainsPhrase(input.input_text, w)) {
+              action = &a;
+              break;
+            }
+          }
+          if (action != nullptr) break;
+        }
+      }
+
+      if (results != nullptr) {
+        const std::string group_fn = session.pending_function;
+        model_output("The action " + group_fn + " returned its result.");
+        tracer.Add(events, "orchestrationTrace",
+                   {{"observation",
+                     {{"traceId", orch_id},
+                      {"type", "ACTION_GROUP"},
+                      {"actionGroupInvocationOutput", {{"text", Truncate(result_text, kMaxTurnTextBytes)}}}}}});
+        rationale("The action " + group_fn + " returned a result; I will answer the user with it.");
+        answer = rule != nullptr ? rule->reply
+                                 : "The " + result_function + " action completed: " +
+                                       Truncate(TrimAsciiWhitespace(result_text), kMaxTurnTextBytes);
+        session.pending_invocation_id.clear();
+        session.pending_function.clear();
+      } else if (rule != nullptr) {
+        model_output(rule->reply);
+        rationale("A scripted answer applies to this request.");
+        answer = rule->reply;
+      } else if (action != nullptr) {
+        const std::string invocation_id = UuidLike("invocation|" + seed);
+        json parameters = json::array();
+        for (const auto& p : action->parameters) {
+          parameters.push_back({{"name", p.name},
+                                {"type", p.type.empty() ? "string" : p.type},
+                                {"value", ExtractParameter(input.input_text, p)}});
+        }
+        rationale("The user asks for something the " + action->function + " function of the " +
+                  action->action_group + " action group does; I will call it.");
+        model_output("<function_calls><invoke><tool_name>" + action->action_group + "::" + action->function +
+                     "</tool_name></invoke></function_calls>");
+        tracer.Add(events, "orchestrationTrace",
+                   {{"invocationInput",
+                     {{"traceId", orch_id},
+                      {"invocationType", "ACTION_GROUP"},
+                      {"actionGroupInvocationInput",
+                       {{"actionGroupName", action->action_group},
+                        {"function", action->function},
+                        {"executionType", "RETURN_CONTROL"},
+                        {"invocationId", invocation_id},
+                        {"parameters", parameters}}}}}});
+        events.push_back(AgentEvent{
+            "returnControl",
+            {{"invocationId", invocation_id},
+             {"invocationInputs", json::array({{{"functionInvocationInput",
+                                                 {{"actionGroup", action->action_group},
+                                                  {"function", action->function},
+                                                  {"actionInvocationType", "RESULT"},
+                                                  {"parameters", parameters}}}}})}},
+            false});
+        session.pending_invocation_id = invocation_id;
+        session.pending_function = action->action_group + "/" + action->function;
+        returned_control = true;
+      } else if (IsMemoryQuestion(input.input_text)) {
+        if (session.turns.empty()) {
+          answer = "This is the start of our conversation: you have not asked me anything before.";
+        } else {
+          const AgentSessions::Turn* last = nullptr;
+          for (auto it = session.turns.rbegin(); it != session.turns.rend(); ++it) {
+            if (!TrimAsciiWhitespace(it->user).empty()) {
+              last = &*it;
+              break;
+            }
+          }
+          answer = last == nullptr ? "Earlier in this session you only sent action results."
+                                   : "Earlier you asked: \"" + QuoteForAnswer(last->user) + "\".";
+          if (last != nullptr && !last->agent.empty()) answer += " I answered: \"" + QuoteForAnswer(last->agent) + "\".";
+        }
+        rationale("The user refers to an earlier turn of this session; I will recall it.");
+        model_output(answer);
+      } else {
+        std::vector<Retrieved> found;
+        if (!version->knowledge_base_ids.empty()) {
+          found = Retrieve(input.input_text, *version, knowledge_bases);
+          rationale("I will search the knowledge base for information about the user's question.");
+          for (const auto& kb_id : version->knowledge_base_ids) {
+            tracer.Add(events, "orchestrationTrace",
+                       {{"invocationInput",
+                         {{"traceId", orch_id},
+                          {"invocationType", "KNOWLEDGE_BASE"},
+                          {"knowledgeBaseLookupInput", {{"knowledgeBaseId", kb_id}, {"text", QuoteForAnswer(input.input_text)}}}}}});
+          }
+          json refs = json::array();
+          for (const auto& r : found) refs.push_back(ReferenceJson(r));
+          tracer.Add(events, "orchestrationTrace",
+                     {{"observation",
+                       {{"traceId", orch_id},
+                        {"type", "KNOWLEDGE_BASE"},
+                        {"knowledgeBaseLookupOutput", {{"retrievedReferences", refs}}}}}});
+        }
+        if (!found.empty()) {
+          // One cited sentence per distinct retrieved document (best first).
+          std::set<std::string> used;
+          for (size_t i = 0; i < found.size(); ++i) {
+            if (!used.insert(found[i].sentence).second) continue;
+            std::string lead = i == 0 ? "According to " : " In addition, ";
+            lead += found[i].doc->title.empty() ? std::string("the knowledge base") : found[i].doc->title;
+            lead += ": ";
+            answer += lead;
+            CitedPart part;
+            part.start = answer.size();
+            answer += found[i].sentence;
+            part.end = answer.size();
+            part.references.push_back(ReferenceJson(found[i]));
+            cited.push_back(std::move(part));
+          }
+        } else {
+          answer = version->knowledge_base_ids.empty()
+                       ? "I can help with that. You asked: \"" + QuoteForAnswer(input.input_text) + "\"."
+                       : "I could not find information about that in the knowledge base. You asked: \"" +
+                             QuoteForAnswer(input.input_text) + "\".";
+        }
+        model_output(answer);
+      }
+    }
+
+    if (!returned_control) {
+      // Guardrail on the answer.
+      if (blocked_in == nullptr && guardrail) {
+        const GuardrailSpec::Topic* blocked_out = BlockedTopic(guardrail, answer);
+        tracer.Add(events, "guardrailTrace", GuardrailTraceJson(tracer.NextTraceId(), blocked_out, false));
+        if (blocked_out != nullptr) {
+          answer = guardrail->blocked_message;
+          cited.clear();
+        }
+      }
+      if (blocked_in == nullptr) {
+        tracer.Add(events, "orchestrationTrace",
+                   {{"observation",
+                     {{"traceId", final_trace_id},
+                      {"type", "FINISH"},
+                      {"finalResponse", {{"text", answer}}}}}});
+        if (tracer.enabled()) {
+          const std::string post_id = tracer.NextTraceId();
+          const std::string post_prompt = "Rewrite the answer for the user. Answer: " + QuoteForAnswer(answer);
+          tracer.Add(events, "postProcessingTrace",
+                     {{"modelInvocationInput", {{"traceId", post_id}, {"text", post_prompt}, {"type", "POST_PROCESSING"}}}});
+          tracer.Add(events, "postProcessingTrace",
+                     {{"modelInvocationOutput",
+                       {{"traceId", post_id},
+                        {"parsedResponse", {{"text", answer}}},
+                        {"rawResponse", {{"content", answer}}},
+                        {"metadata", {{"usage", {{"inputTokens", ApproxTokens(post_prompt)},
+                                                 {"outputTokens", ApproxTokens(answer)}}}}}}}});
+        }
+      }
+      if (input.stream_final_response) {
+        for (const auto& [s, e] : SplitForStreaming(answer)) {
+          events.push_back(AgentEvent{"chunk", ChunkPayload(std::string_view(answer).substr(s, e - s), cited, s), false});
+        }
+      } else {
+        events.push_back(AgentEvent{"chunk", ChunkPayload(answer, cited, 0), false});
+      }
+    }
+
+    // Memory of this turn, bounded.
+    session.turns.push_back({Truncate(input.input_text, kMaxTurnTextBytes), Truncate(answer, kMaxTurnTextBytes)});
+    if (session.turns.size() > kMaxTurnsPerSession) session.turns.erase(session.turns.begin());
+  });
+
+  if (failure) {
+    // A rejected first call leaves no session behind.
+    if (session_was_new) sessions.End(key);
+    return *failure;
+  }
+  if (input.end_session) sessions.End(key);
+  return events;
+}
+
+}  // namespace quarry::sim

@@ -1,1 +1,567 @@
+// Tests of the emulator's Bedrock Agents (agent_model.h).
+#include "sim/agent_model.h"
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/encoding.h"
+#include "tests/support/process.h"
+
+namespace quarry::sim {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+AgentSpec TestAgent() {
+  AgentSpec agent;
+  agent.id = "AGENT12345";
+  agent.name = "helpdesk";
+  agent.account = "123456789012";
+  agent.region = "us-east-1";
+  agent.idle_session_ttl_seconds = 600;
+
+  AgentVersionSpec draft;
+  draft.version = "DRAFT";
+  draft.instruction = "You are a helpdesk agent.";
+  draft.foundation_model = "anthropic.claude-3-5-sonnet-20240620-v1:0";
+  draft.knowledge_base_ids = {"KB12345678"};
+  ActionFunctionSpec create;
+  create.action_group = "tickets";
+  create.function = "create_ticket";
+  create.description = "Creates a ticket";
+  create.parameters = {{"ticket_id", "string", "related ticket", false},
+                       {"email", "string", "requester", true},
+                       {"priority", "integer", "1-5", false},
+                       {"summary", "string", "what happened", false}};
+  create.trigger_words = {"open a ticket", "escalate"};
+  draft.actions = {create};
+  draft.rules = {{"magic word", "You said the magic word."}};
+  agent.versions.push_back(draft);
+
+  AgentVersionSpec v1 = draft;
+  v1.version = "1";
+  agent.versions.push_back(v1);
+
+  AgentVersionSpec v2 = draft;
+  v2.version = "2";
+  v2.prepared = false;
+  agent.versions.push_back(v2);
+
+  AgentVersionSpec v3 = draft;
+  v3.version = "3";
+  GuardrailSpec guardrail;
+  guardrail.id = "gr12345678";
+  guardrail.version = "1";
+  guardrail.blocked_topics = {{"Investments", {"stocks", "crypto"}}};
+  guardrail.blocked_message = "I cannot discuss investments.";
+  v3.guardrail = guardrail;
+  agent.versions.push_back(v3);
+
+  agent.aliases = {
+      {"LIVEALIAS1", "live", "", "1", "PREPARED"},
+      {"NOVERSION1", "empty", "", "", "PREPARED"},
+      {"UNPREPARED", "unprepared", "", "2", "PREPARED"},
+      {"MISSINGVER", "missing", "", "9", "PREPARED"},
+      {"UPDATING01", "updating", "", "1", "UPDATING"},
+      {"GUARDED001", "guarded", "", "3", "PREPARED"},
+  };
+  return agent;
+}
+
+std::vector<KnowledgeBaseSpec> TestKnowledgeBases() {
+  KnowledgeBaseSpec kb;
+  kb.id = "KB12345678";
+  kb.name = "it-handbook";
+  kb.documents = {
+      {"doc-vpn", "VPN guide",
+       "The VPN client is GlobalConnect. To connect to the VPN, open GlobalConnect and sign in with your badge "
+       "number. The VPN disconnects after eight hours.",
+       "s3://handbook/vpn.md"},
+      {"doc-password", "Password policy",
+       "Passwords expire every 90 days. To reset your password, visit the self-service portal and answer your "
+       "security questions.",
+       "s3://handbook/password.md"},
+  };
+  return {kb};
+}
+
+class AgentModelTest : public ::testing::Test {
+ protected:
+  AgentOutcome Run(const std::string& alias_id, InvokeAgentInput input) {
+    const auto alias = agent_.FindAlias(alias_id);
+    EXPECT_TRUE(alias.has_value()) << alias_id;
+    return RunAgent(agent_, *alias, input, kbs_, sessions_, clock_);
+  }
+  static InvokeAgentInput Input(std::string text, std::string session = "session-1") {
+    InvokeAgentInput input;
+    input.session_id = std::move(session);
+    input.input_text = std::move(text);
+    return input;
+  }
+  // By value: callers often pass a temporary outcome.
+  static std::vector<AgentEvent> Events(const AgentOutcome& outcome) {
+    if (const auto* error = std::get_if<aws::AwsError>(&outcome)) {
+      ADD_FAILURE() << "unexpected error: " << error->ToString();
+      return {};
+    }
+    return std::get<std::vector<AgentEvent>>(outcome);
+  }
+  static aws::AwsError Error(const AgentOutcome& outcome) {
+    if (const auto* error = std::get_if<aws::AwsError>(&outcome)) return *error;
+    ADD_FAILURE() << "expected an error, got events";
+    return {};
+  }
+  // The answer: the concatenation of the decoded chunk bytes.
+  static std::string Answer(const std::vector<AgentEvent>& events) {
+    std::string answer;
+    for (const auto& e : events) {
+      if (e.type != "chunk") continue;
+      auto decoded = Base64Decode(e.payload.at("bytes").get<std::string>());
+      EXPECT_TRUE(decoded.ok());
+      if (decoded.ok()) answer += std::string(decoded.value().begin(), decoded.value().end());
+    }
+    return answer;
+  }
+  static std::vector<json> Traces(const std::vector<AgentEvent>& events, const std::string& kind) {
+    std::vector<json> out;
+    for (const auto& e : events) {
+      if (e.type == "trace" && e.payload.at("trace").contains(kind)) out.push_back(e.payload.at("trace").at(kind));
+    }
+    return out;
+  }
+  static const AgentEvent* Find(const std::vector<AgentEvent>& events, const std::string& type) {
+    for (const auto& e : events) {
+      if (e.type == type) return &e;
+    }
+    return nullptr;
+  }
+
+  AgentSpec agent_ = TestAgent();
+  std::vector<KnowledgeBaseSpec> kbs_ = TestKnowledgeBases();
+  AgentSessions sessions_{1000};
+  FakeClock clock_;
+};
+
+TEST_F(AgentModelTest, DraftTestAliasResolvesToDraftEvenWhenNotListed) {
+  const auto alias = agent_.FindAlias("TSTALIASID");
+  ASSERT_TRUE(alias.has_value());
+  EXPECT_EQ(alias->agent_version, "DRAFT");
+  EXPECT_EQ(alias->status, "PREPARED");
+  EXPECT_FALSE(agent_.FindAlias("NOSUCHALIA").has_value());
+  ASSERT_NE(agent_.FindVersion("DRAFT"), nullptr);
+  EXPECT_EQ(agent_.FindVersion("7"), nullptr);
+
+  InvokeAgentInput input = Input("How do I reset my password?");
+  input.enable_trace = true;
+  const auto events = Events(Run("TSTALIASID", input));
+  const auto traces = Traces(events, "orchestrationTrace");
+  ASSERT_FALSE(events.empty());
+  for (const auto& e : events) {
+    if (e.type == "trace") {
+      EXPECT_EQ(e.payload.at("agentVersion"), "DRAFT");
+    }
+  }
+}
+
+TEST_F(AgentModelTest, AliasWithNoVersionIsResourceNotFound) {
+  const auto error = Error(Run("NOVERSION1", Input("hello")));
+  EXPECT_EQ(error.code, "ResourceNotFoundException");
+  EXPECT_EQ(error.http_status, 404);
+  EXPECT_THAT(error.message, HasSubstr("no associated version"));
+}
+
+TEST_F(AgentModelTest, AliasPointingAtMissingVersionIsResourceNotFound) {
+  const auto error = Error(Run("MISSINGVER", Input("hello")));
+  EXPECT_EQ(error.code, "ResourceNotFoundException");
+  EXPECT_EQ(error.http_status, 404);
+  EXPECT_THAT(error.message, HasSubstr("version 9"));
+}
+
+TEST_F(AgentModelTest, UnpreparedVersionIsDependencyFailed) {
+  const auto error = Error(Run("UNPREPARED", Input("hello")));
+  EXPECT_EQ(error.code, "DependencyFailedException");
+  EXPECT_EQ(error.http_status, 424);
+  EXPECT_THAT(error.message, HasSubstr("not prepared"));
+}
+
+TEST_F(AgentModelTest, AliasNotPreparedIsConflict) {
+  const auto error = Error(Run("UPDATING01", Input("hello")));
+  EXPECT_EQ(error.code, "ConflictException");
+  EXPECT_EQ(error.http_status, 409);
+  EXPECT_THAT(error.message, HasSubstr("UPDATING"));
+}
+
+TEST_F(AgentModelTest, SessionIdMustMatchPatternAndLength) {
+  for (const std::string& bad : std::vector<std::string>{"a", "", "has space", "slash/no", "bang!", std::string(101, 'x')}) {
+    const auto error = Error(Run("LIVEALIAS1", Input("hello", bad)));
+    EXPECT_EQ(error.code, "ValidationException") << bad;
+    EXPECT_EQ(error.http_status, 400) << bad;
+  }
+  for (const std::string& good : std::vector<std::string>{"ab", "a.b_c:d-e", std::string(100, 'Z')}) {
+    EXPECT_TRUE(std::holds_alternative<std::vector<AgentEvent>>(Run("LIVEALIAS1", Input("hello", good)))) << good;
+  }
+  EXPECT_EQ(sessions_.size(), 3u);  // rejected calls leave no session behind
+}
+
+TEST_F(AgentModelTest, EmptyInputWithoutResultsIsRejected) {
+  const auto error = Error(Run("LIVEALIAS1", Input("   ")));
+  EXPECT_EQ(error.code, "ValidationException");
+  EXPECT_THAT(error.message, HasSubstr("inputText"));
+}
+
+TEST_F(AgentModelTest, LaterTurnQuotesEarlierQuestionAndEndSessionForgets) {
+  Events(Run("LIVEALIAS1", Input("Which VPN client do we use?")));
+  const std::string recall = Answer(Events(Run("LIVEALIAS1", Input("What did I ask before?"))));
+  EXPECT_THAT(recall, HasSubstr("Which VPN client do we use?"));
+
+  // Another session of the same alias does not see it.
+  EXPECT_THAT(Answer(Events(Run("LIVEALIAS1", Input("What did I ask before?", "other-session")))),
+              Not(HasSubstr("VPN")));
+
+  InvokeAgentInput last = Input("Thanks, that is all for now");
+  last.end_session = true;
+  Events(Run("LIVEALIAS1", last));
+  EXPECT_THAT(Answer(Events(Run("LIVEALIAS1", Input("What did I ask earlier?")))),
+              HasSubstr("start of our conversation"));
+}
+
+TEST_F(AgentModelTest, IdleSessionExpiresAfterAgentTtl) {
+  agent_.idle_session_ttl_seconds = 60;
+  Events(Run("LIVEALIAS1", Input("Which VPN client do we use?")));
+  clock_.Advance(std::chrono::seconds(59));
+  EXPECT_THAT(Answer(Events(Run("LIVEALIAS1", Input("What did I ask before?")))), HasSubstr("VPN client"));
+  clock_.Advance(std::chrono::seconds(61));
+  EXPECT_THAT(Answer(Events(Run("LIVEALIAS1", Input("What did I ask before?")))),
+              HasSubstr("start of our conversation"));
+}
+
+TEST_F(AgentModelTest, KnowledgeBaseAnswerCitesTheRetrievedSentence) {
+  const auto events = Events(Run("LIVEALIAS1", Input("How do I reset my password?")));
+  ASSERT_EQ(events.size(), 1u);
+  const std::string answer = Answer(events);
+  EXPECT_THAT(answer, HasSubstr("To reset your password, visit the self-service portal"));
+  const json& citations = events[0].payload.at("attribution").at("citations");
+  ASSERT_GE(citations.size(), 1u);
+  const json& part = citations[0].at("generatedResponsePart").at("textResponsePart");
+  const size_t start = part.at("span").at("start").get<size_t>();
+  const size_t end = part.at("span").at("end").get<size_t>();  // inclusive
+  ASSERT_LT(end, answer.size());
+  EXPECT_EQ(answer.substr(start, end - start + 1), part.at("text").get<std::string>());
+  EXPECT_THAT(part.at("text").get<std::string>(), HasSubstr("reset your password"));
+  const json& ref = citations[0].at("retrievedReferences").at(0);
+  EXPECT_EQ(ref.at("location").at("type"), "S3");
+  EXPECT_EQ(ref.at("location").at("s3Location").at("uri"), "s3://handbook/password.md");
+  EXPECT_THAT(ref.at("content").at("text").get<std::string>(), HasSubstr("Passwords expire every 90 days"));
+}
+
+TEST_F(AgentModelTest, NoKnowledgeBaseMatchMeansNoCitations) {
+  const auto events = Events(Run("LIVEALIAS1", Input("Recommend a lunch recipe with tomatoes")));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_FALSE(events[0].payload.contains("attribution"));
+  EXPECT_THAT(Answer(events), HasSubstr("could not find"));
+}
+
+TEST_F(AgentModelTest, ScriptedRuleTakesPrecedenceForTheAnswer) {
+  EXPECT_EQ(Answer(Events(Run("LIVEALIAS1", Input("Say the MAGIC WORD about the VPN")))), "You said the magic word.");
+}
+
+TEST_F(AgentModelTest, ReturnControlRoundTripAnswersFromTheFunctionResult) {
+  const auto first =
+      Events(Run("LIVEALIAS1", Input("Please open a ticket about TCK-123 for ana@example.com, priority 4")));
+  const AgentEvent* rc = Find(first, "returnControl");
+  ASSERT_NE(rc, nullptr);
+  EXPECT_EQ(Find(first, "chunk"), nullptr);
+  const std::string invocation_id = rc->payload.at("invocationId");
+  EXPECT_THAT(invocation_id, ::testing::MatchesRegex("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"));
+  const json& fn = rc->payload.at("invocationInputs").at(0).at("functionInvocationInput");
+  EXPECT_EQ(fn.at("actionGroup"), "tickets");
+  EXPECT_EQ(fn.at("function"), "create_ticket");
+  EXPECT_EQ(fn.at("actionInvocationType"), "RESULT");
+  std::map<std::string, std::string> params;
+  for (const auto& p : fn.at("parameters")) params[p.at("name")] = p.at("value");
+  EXPECT_EQ(params["ticket_id"], "TCK-123");
+  EXPECT_EQ(params["email"], "ana@example.com");
+  EXPECT_EQ(params["priority"], "4");
+  EXPECT_FALSE(params["summary"].empty());
+
+  // Results with the wrong invocationId are rejected and keep the pending call.
+  InvokeAgentInput wrong = Input("");
+  wrong.session_state = {{"invocationId", "not-the-id"},
+                         {"returnControlInvocationResults",
+                          json::array({{{"functionResult",
+                                         {{"actionGroup", "tickets"},
+                                          {"function", "create_ticket"},
+                                          {"responseBody", {{"TEXT", {{"body", "Ticket TCK-999 created"}}}}}}}}})}};
+  const auto error = Error(Run("LIVEALIAS1", wrong));
+  EXPECT_EQ(error.code, "ValidationException");
+  EXPECT_THAT(error.message, HasSubstr("invocationId"));
+
+  InvokeAgentInput right = wrong;
+  right.session_state["invocationId"] = invocation_id;
+  const std::string answer = Answer(Events(Run("LIVEALIAS1", right)));
+  EXPECT_THAT(answer, HasSubstr("Ticket TCK-999 created"));
+
+  // The pending call is consumed: the same results again are rejected.
+  EXPECT_EQ(Error(Run("LIVEALIAS1", right)).code, "ValidationException");
+}
+
+TEST_F(AgentModelTest, ResultsWithoutPendingInvocationAreRejected) {
+  InvokeAgentInput input = Input("", "fresh-session");
+  input.session_state = {{"invocationId", "abc"},
+                         {"returnControlInvocationResults",
+                          json::array({{{"functionResult", {{"actionGroup", "tickets"}, {"function", "create_ticket"}}}}})}};
+  const auto error = Error(Run("LIVEALIAS1", input));
+  EXPECT_EQ(error.code, "ValidationException");
+  EXPECT_THAT(error.message, HasSubstr("no returnControl is pending"));
+  EXPECT_EQ(sessions_.size(), 0u);
+}
+
+TEST_F(AgentModelTest, TracesOnlyWhenAskedAndWithTheRightShape) {
+  EXPECT_TRUE(Traces(Events(Run("LIVEALIAS1", Input("How do I reset my password?"))), "orchestrationTrace").empty());
+
+  InvokeAgentInput input = Input("How do I reset my password?", "traced");
+  input.enable_trace = true;
+  const auto events = Events(Run("LIVEALIAS1", input));
+  for (const auto& e : events) {
+    if (e.type != "trace") continue;
+    EXPECT_EQ(e.payload.at("agentId"), "AGENT12345");
+    EXPECT_EQ(e.payload.at("agentAliasId"), "LIVEALIAS1");
+    EXPECT_EQ(e.payload.at("agentVersion"), "1");
+    EXPECT_EQ(e.payload.at("sessionId"), "traced");
+    EXPECT_TRUE(e.payload.at("eventTime").is_string());
+    EXPECT_EQ(e.payload.at("trace").size(), 1u);
+  }
+  const auto pre = Traces(events, "preProcessingTrace");
+  ASSERT_EQ(pre.size(), 2u);
+  EXPECT_EQ(pre[0].at("modelInvocationInput").at("type"), "PRE_PROCESSING");
+  EXPECT_EQ(pre[1].at("modelInvocationOutput").at("parsedResponse").at("isValid"), true);
+  EXPECT_THAT(pre[1].at("modelInvocationOutput").at("parsedResponse").at("rationale").get<std::string>(),
+              HasSubstr("is valid"));
+
+  bool model_input = false, rationale = false, kb_input = false, kb_output = false, final_response = false;
+  for (const auto& t : Traces(events, "orchestrationTrace")) {
+    if (t.contains("modelInvocationInput")) {
+      model_input = t["modelInvocationInput"]["type"] == "ORCHESTRATION" && t["modelInvocationInput"].contains("text");
+      EXPECT_LE(t["modelInvocationInput"]["traceId"].get<std::string>().size(), 16u);
+    }
+    if (t.contains("rationale")) rationale = !t["rationale"]["text"].get<std::string>().empty();
+    if (t.contains("invocationInput")) {
+      kb_input = t["invocationInput"]["invocationType"] == "KNOWLEDGE_BASE" &&
+                 t["invocationInput"]["knowledgeBaseLookupInput"]["knowledgeBaseId"] == "KB12345678";
+    }
+    if (t.contains("observation") && t["observation"].contains("knowledgeBaseLookupOutput")) {
+      kb_output = !t["observation"]["knowledgeBaseLookupOutput"]["retrievedReferences"].empty();
+    }
+    if (t.contains("observation") && t["observation"].contains("finalResponse")) {
+      final_response = t["observation"]["finalResponse"]["text"] == Answer(events);
+    }
+  }
+  EXPECT_TRUE(model_input);
+  EXPECT_TRUE(rationale);
+  EXPECT_TRUE(kb_input);
+  EXPECT_TRUE(kb_output);
+  EXPECT_TRUE(final_response);
+  EXPECT_FALSE(Traces(events, "postProcessingTrace").empty());
+  EXPECT_TRUE(Traces(events, "guardrailTrace").empty());  // no guardrail on version 1
+}
+
+TEST_F(AgentModelTest, GuardrailBlocksTopicWithoutCallingKnowledgeBaseOrActions) {
+  InvokeAgentInput input = Input("Should I escalate my crypto password worries?");
+  input.enable_trace = true;
+  const auto events = Events(Run("GUARDED001", input));
+  EXPECT_EQ(Answer(events), "I cannot discuss investments.");
+  EXPECT_EQ(Find(events, "returnControl"), nullptr);
+  const auto guardrail = Traces(events, "guardrailTrace");
+  ASSERT_EQ(guardrail.size(), 1u);
+  EXPECT_EQ(guardrail[0].at("action"), "INTERVENED");
+  EXPECT_EQ(guardrail[0].at("inputAssessments").at(0).at("topicPolicy").at("topics").at(0).at("name"), "Investments");
+  EXPECT_TRUE(Traces(events, "orchestrationTrace").empty());
+
+  InvokeAgentInput fine = Input("How do I reset my password?");
+  fine.enable_trace = true;
+  const auto ok = Events(Run("GUARDED001", fine));
+  EXPECT_THAT(Answer(ok), HasSubstr("self-service portal"));
+  for (const auto& g : Traces(ok, "guardrailTrace")) EXPECT_EQ(g.at("action"), "NONE");
+}
+
+TEST_F(AgentModelTest, StreamFinalResponseChunksConcatenateToTheSameAnswer) {
+  const auto whole = Events(Run("LIVEALIAS1", Input("How do I connect to the VPN?", "one")));
+  InvokeAgentInput streamed_input = Input("How do I connect to the VPN?", "two");
+  streamed_input.stream_final_response = true;
+  const auto streamed = Events(Run("LIVEALIAS1", streamed_input));
+  ASSERT_GT(streamed.size(), 2u);
+  EXPECT_EQ(Answer(streamed), Answer(whole));
+
+  // Each chunk's citations point into that chunk, and together they cover the
+  // same cited text as the one-chunk answer.
+  std::string cited_whole, cited_streamed;
+  for (const auto& c : whole[0].payload.at("attribution").at("citations")) {
+    cited_whole += c["generatedResponsePart"]["textResponsePart"]["text"].get<std::string>();
+  }
+  for (const auto& e : streamed) {
+    const std::string text = Answer({e});
+    if (!e.payload.contains("attribution")) continue;
+    for (const auto& c : e.payload["attribution"]["citations"]) {
+      const auto& part = c["generatedResponsePart"]["textResponsePart"];
+      const size_t s = part["span"]["start"], end = part["span"]["end"];
+      ASSERT_LT(end, text.size());
+      EXPECT_EQ(text.substr(s, end - s + 1), part["text"].get<std::string>());
+      cited_streamed += part["text"].get<std::string>();
+    }
+  }
+  EXPECT_FALSE(cited_whole.empty());
+  EXPECT_EQ(cited_streamed, cited_whole);
+}
+
+TEST_F(AgentModelTest, SameInputsGiveIdenticalEvents) {
+  auto run_all = [&](AgentSessions& store) {
+    std::vector<json> out;
+    const auto alias = *agent_.FindAlias("LIVEALIAS1");
+    for (const std::string text : {"How do I reset my password?", "Please escalate TCK-77", "What did I ask before?"}) {
+      InvokeAgentInput input = Input(text);
+      input.enable_trace = true;
+      const auto outcome = RunAgent(agent_, alias, input, kbs_, store, clock_);
+      for (const auto& e : Events(outcome)) out.push_back({{"type", e.type}, {"payload", e.payload}});
+    }
+    return out;
+  };
+  AgentSessions a, b;
+  EXPECT_EQ(run_all(a), run_all(b));
+}
+
+TEST(AgentSessionsTest, StoreDropsLeastRecentlyUsedPastItsBound) {
+  AgentSessions sessions(3);
+  FakeClock clock;
+  for (int i = 0; i < 5; ++i) {
+    sessions.WithSession("s" + std::to_string(i), std::chrono::seconds(600), clock,
+                         [](AgentSessions::Session& s) { s.turns.push_back({"hi", "hello"}); });
+    clock.Advance(std::chrono::seconds(1));
+  }
+  EXPECT_EQ(sessions.size(), 3u);
+  bool fresh = false;
+  sessions.WithSession("s0", std::chrono::seconds(600), clock,
+                       [&](AgentSessions::Session& s) { fresh = s.turns.empty(); });
+  EXPECT_TRUE(fresh);  // s0 was the oldest and was dropped
+}
+
+TEST(AgentSessionsTest, ConcurrentTurnsAreAllRecorded) {
+  AgentSessions sessions;
+  FakeClock clock;
+  constexpr int kThreads = 4;
+  constexpr int kTurns = 200;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kTurns; ++i) {
+        const std::string key = i % 2 == 0 ? "shared" : "own-" + std::to_string(t);
+        sessions.WithSession(key, std::chrono::seconds(600), clock,
+                             [](AgentSessions::Session& s) { s.turns.push_back({"u", "a"}); });
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(sessions.size(), static_cast<size_t>(kThreads + 1));
+  size_t shared_turns = 0;
+  sessions.WithSession("shared", std::chrono::seconds(600), clock,
+                       [&](AgentSessions::Session& s) { shared_turns = s.turns.size(); });
+  EXPECT_EQ(shared_turns, static_cast<size_t>(kThreads * kTurns / 2));
+}
+
+// Every event payload must parse with botocore's own parser against the
+// bedrock-agent-runtime model, and use only modelled member names and types.
+TEST_F(AgentModelTest, EventPayloadsMatchTheBotocoreModel) {
+  const auto oracle = testing::ModernBotocore();
+  if (!oracle) {
+    GTEST_SKIP() << "SKIPPED: no python3 with botocore >= 1.43 on PATH (Debian's 1.29 has no "
+                    "bedrock-agent-runtime model); InvokeAgent payload shapes were NOT checked against botocore.";
+  }
+  json all = json::array();
+  auto collect = [&](const AgentOutcome& outcome) {
+    for (const auto& e : Events(outcome)) all.push_back({{"type", e.type}, {"payload", e.payload}});
+  };
+  InvokeAgentInput kb = Input("How do I reset my password?", "oracle");
+  kb.enable_trace = true;
+  kb.stream_final_response = true;
+  collect(Run("LIVEALIAS1", kb));
+  InvokeAgentInput action = Input("Please escalate TCK-5 for bo@example.com", "oracle");
+  action.enable_trace = true;
+  const auto rc_outcome = Run("LIVEALIAS1", action);
+  collect(rc_outcome);
+  const auto rc_events = Events(rc_outcome);
+  const AgentEvent* rc = Find(rc_events, "returnControl");
+  ASSERT_NE(rc, nullptr);
+  InvokeAgentInput result = Input("", "oracle");
+  result.enable_trace = true;
+  result.session_state = {{"invocationId", rc->payload["invocationId"]},
+                          {"returnControlInvocationResults",
+                           json::array({{{"functionResult",
+                                          {{"actionGroup", "tickets"},
+                                           {"function", "create_ticket"},
+                                           {"responseBody", {{"TEXT", {{"body", "done"}}}}}}}}})}};
+  collect(Run("LIVEALIAS1", result));
+  InvokeAgentInput guarded = Input("Tell me about crypto", "oracle");
+  guarded.enable_trace = true;
+  collect(Run("GUARDED001", guarded));
+  InvokeAgentInput guarded_ok = Input("How do I connect to the VPN?", "oracle");
+  guarded_ok.enable_trace = true;
+  collect(Run("GUARDED001", guarded_ok));
+
+  static constexpr const char* kScript = R"PY(
+import base64, json, sys
+import botocore.session
+from botocore.parsers import EventStreamJSONParser
+model = botocore.session.get_session().get_service_model('bedrock-agent-runtime')
+stream = model.shape_for('ResponseStream')
+errors = []
+def check(shape, value, path):
+    t = shape.type_name
+    if getattr(shape, 'is_document_type', False): return  # any JSON value
+    if t == 'structure':
+        if not isinstance(value, dict): errors.append(path + ': not an object'); return
+        for k, v in value.items():
+            if k not in shape.members: errors.append(path + ': unmodelled member ' + k); continue
+            check(shape.members[k], v, path + '.' + k)
+        for r in shape.required_members:
+            if r not in value: errors.append(path + ': missing required ' + r)
+    elif t == 'list':
+        if not isinstance(value, list): errors.append(path + ': not a list'); return
+        for i, v in enumerate(value): check(shape.member, v, '%s[%d]' % (path, i))
+    elif t == 'map':
+        if not isinstance(value, dict): errors.append(path + ': not a map'); return
+        for k, v in value.items(): check(shape.value, v, path + '{' + k + '}')
+    elif t == 'string':
+        if not isinstance(value, str): errors.append(path + ': not a string'); return
+        if shape.enum and value not in shape.enum: errors.append(path + ': %r not in enum' % value)
+        mx = shape.metadata.get('max')
+        if mx is not None and len(value) > mx: errors.append(path + ': longer than %d' % mx)
+    elif t in ('integer', 'long'):
+        if not isinstance(value, int) or isinstance(value, bool): errors.append(path + ': not an integer')
+    elif t == 'boolean':
+        if not isinstance(value, bool): errors.append(path + ': not a boolean')
+    elif t == 'blob':
+        try: base64.b64decode(value, validate=True)
+        except Exception: errors.append(path + ': not base64')
+    elif t == 'timestamp':
+        if not isinstance(value, str): errors.append(path + ': timestamp not a string')
+events = json.load(sys.stdin)
+parser = EventStreamJSONParser()
+for i, e in enumerate(events):
+    shape = stream.members[e['type']]
+    check(shape, e['payload'], '%d:%s' % (i, e['type']))
+    parser._parse_shape(shape, e['payload'])
+print('\n'.join(errors) if errors else 'OK %d' % len(events))
+)PY";
+  const auto result_process = testing::RunProcess({oracle->interpreter, "-c", kScript}, all.dump());
+  EXPECT_EQ(result_process.exit_code, 0) << result_process.stderr_text;
+  EXPECT_THAT(result_process.stdout_text, ::testing::StartsWith("OK")) << result_process.stdout_text;
+}
+
+}  // namespace
+}  // namespace quarry::sim

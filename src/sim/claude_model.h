@@ -67,6 +67,7 @@ struct ClaudeReply {
   std::string stop_reason{};  // end_turn | max_tokens | stop_sequence | tool_use
   int input_tokens = 0;
   int output_tokens = 0;
+  std::string stop_sequence{};  // the stop sequence that ended the reply (stop_reason stop_sequence)
 };
 
 // Validates an InvokeModel body. Errors: InvalidArgument whose message is the
