@@ -30,3 +30,11 @@ for interpreter in "${oracles[@]}"; do
 done
 
 /usr/bin/python3 scripts/bench_summary.py "$out_dir"
+
+echo
+echo "== HTTP server alone: throughput and 10,000 slow responses"
+bash scripts/bench_http.sh "$build_dir"
+
+echo
+echo "== Bedrock emulator under load"
+/usr/bin/python3 scripts/bench_sim.py "$build_dir"

@@ -78,13 +78,15 @@ def signed(env, method, url, body, headers):
 
 def lua_for(requests):
     """A wrk script that rotates through pre-built (method, path, headers, body) requests."""
-    lines = ["local reqs = {}"]
+    # The requests are formatted in init(), after wrk has set its Host header
+    # (host:port), which the signatures cover.
+    lines = ["local reqs = {}", "function init(args)"]
     for method, path, headers, body in requests:
         hdrs = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()
                          if k.lower() != "host")
-        lines.append(f"reqs[#reqs + 1] = wrk.format({json.dumps(method)}, {json.dumps(path)}, "
+        lines.append(f"  reqs[#reqs + 1] = wrk.format({json.dumps(method)}, {json.dumps(path)}, "
                      f"{{{hdrs}}}, {json.dumps(body)})")
-    lines += ["local i = 0",
+    lines += ["end", "local i = 0",
               "request = function()",
               "  i = i % #reqs + 1",
               "  return reqs[i]",
