@@ -11,6 +11,7 @@
 
 #include "common/crypto.h"
 #include "common/encoding.h"
+#include "sim/text_words.h"
 
 namespace quarry::sim {
 namespace {
@@ -87,27 +88,11 @@ const std::set<std::string, std::less<>>& StopWords() {
   return *words;
 }
 
-// Lower-case alphanumeric words, in order (may repeat).
-std::vector<std::string> Words(std::string_view text) {
-  std::vector<std::string> words;
-  std::string current;
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) != 0 || u >= 0x80) {
-      current.push_back(static_cast<char>(std::tolower(u)));
-    } else if (!current.empty()) {
-      words.push_back(std::move(current));
-      current.clear();
-    }
-  }
-  if (!current.empty()) words.push_back(std::move(current));
-  return words;
-}
 
 // Distinct keywords: words minus stop words and one-letter words.
 std::set<std::string> Keywords(std::string_view text) {
   std::set<std::string> keywords;
-  for (auto& w : Words(text)) {
+  for (auto& w : LowerCaseWords(text)) {
     if (w.size() < 2 || StopWords().count(w) != 0) continue;
     keywords.insert(std::move(w));
   }
@@ -123,8 +108,8 @@ size_t Overlap(const std::set<std::string>& a, const std::set<std::string>& b) {
 // True when `phrase` (one or more words) occurs in `text` as whole words,
 // ignoring case.
 bool ContainsPhrase(std::string_view text, std::string_view phrase) {
-  const std::vector<std::string> hay = Words(text);
-  const std::vector<std::string> needle = Words(phrase);
+  const std::vector<std::string> hay = LowerCaseWords(text);
+  const std::vector<std::string> needle = LowerCaseWords(phrase);
   if (needle.empty() || needle.size() > hay.size()) return false;
   for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
     if (std::equal(needle.begin(), needle.end(), hay.begin() + static_cast<std::ptrdiff_t>(i))) return true;
@@ -328,7 +313,7 @@ std::string ExtractParameter(std::string_view input, const ActionParameterSpec& 
     return "0";
   }
   if (type == "boolean") {
-    for (const auto& w : Words(input)) {
+    for (const auto& w : LowerCaseWords(input)) {
       if (w == "true" || w == "yes") return "true";
       if (w == "false" || w == "no") return "false";
     }

@@ -18,6 +18,7 @@
 #include <set>
 
 #include "common/encoding.h"
+#include "sim/text_words.h"
 
 namespace quarry::sim {
 namespace {
@@ -451,21 +452,6 @@ int OutputTokens(const json& content) {
 // ---------------------------------------------------------------------------
 // Words and the small lexicon that makes enum choices plausible.
 
-std::vector<std::string> Words(std::string_view text) {
-  std::vector<std::string> words;
-  std::string current;
-  for (char c : text) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) || u >= 0x80) {
-      current.push_back(static_cast<char>(std::tolower(u)));
-    } else if (!current.empty()) {
-      words.push_back(std::move(current));
-      current.clear();
-    }
-  }
-  if (!current.empty()) words.push_back(std::move(current));
-  return words;
-}
 
 // Splits identifiers such as "ticketCategory" or "is_urgent" into words.
 std::vector<std::string> IdentifierWords(std::string_view name) {
@@ -478,7 +464,7 @@ std::vector<std::string> IdentifierWords(std::string_view name) {
     }
     spaced.push_back(c);
   }
-  return Words(spaced);
+  return LowerCaseWords(spaced);
 }
 
 struct LexiconEntry {
@@ -529,7 +515,7 @@ struct Prompt {
 
 Prompt MakePrompt(std::string_view text) {
   Prompt prompt;
-  prompt.words = Words(text);
+  prompt.words = LowerCaseWords(text);
   prompt.lowered = " ";
   for (const std::string& w : prompt.words) prompt.lowered += w + " ";
   return prompt;
@@ -539,7 +525,7 @@ bool CueMatches(const Prompt& prompt, std::string_view cue) {
   if (cue.find(' ') != std::string_view::npos || cue.find('-') != std::string_view::npos ||
       cue.find('\'') != std::string_view::npos) {
     std::string normal = " ";
-    for (const std::string& w : Words(cue)) normal += w + " ";
+    for (const std::string& w : LowerCaseWords(cue)) normal += w + " ";
     return prompt.lowered.find(normal) != std::string::npos;
   }
   for (const std::string& word : prompt.words) {
@@ -605,7 +591,7 @@ size_t Utf8Length(std::string_view text) {
 
 std::string Summary(std::string_view text, size_t max_words) {
   std::string lead = LeadingWords(TrimAsciiWhitespace(text), max_words);
-  size_t total = Words(text).size();
+  size_t total = LowerCaseWords(text).size();
   if (total > max_words) lead += "...";
   return lead;
 }
@@ -907,7 +893,7 @@ const ClaudeTool* PickTool(const ClaudeRequest& request, const Prompt& prompt, s
     for (const ClaudeTool& tool : request.tools) {
       int score = ScoreCandidate(prompt, tool.name) * 2;
       if (lowered.find(AsciiToLower(tool.name)) != std::string::npos) score += 100;
-      for (const std::string& w : Words(tool.description)) {
+      for (const std::string& w : LowerCaseWords(tool.description)) {
         if (w.size() >= 4 && CueMatches(prompt, w)) ++score;
       }
       if (score > best_score) {

@@ -583,6 +583,34 @@ net::HttpResponse StreamResponse(const std::vector<std::string>& frames, int64_t
 
 }  // namespace
 
+Emulator::FaultPlan Emulator::PlanFaults(Call& call, bool stream) {
+  FaultPlan plan;
+  const std::vector<FaultRule> faults = DrawFaults(call);
+  for (const FaultRule& f : faults) {
+    plan.delay_ms += DrawLatency(f) + (stream ? f.first_byte_ms : 0);
+    plan.chunk_delay_ms = std::max(plan.chunk_delay_ms, f.chunk_delay_ms);
+    if (stream && !plan.stream_fault && IsStreamFault(f)) plan.stream_fault = f;
+  }
+  for (const FaultRule& f : faults) {
+    if (!IsErrorFault(f, stream)) continue;
+    net::HttpResponse failure;
+    if (f.kind == "stall") {
+      call.error_code = "Stall";
+      failure.start = net::ResponseStart::kStallForever;
+    } else if (f.kind == "reset") {
+      call.error_code = "ConnectionReset";
+      failure.start = net::ResponseStart::kResetConnection;
+    } else {
+      const FaultError e = FaultToError(f, call.service);
+      failure = call.Error(e.code, e.status, e.message, e.fields);
+    }
+    failure.delay = std::chrono::milliseconds(plan.delay_ms);
+    plan.failure = std::move(failure);
+    break;
+  }
+  return plan;
+}
+
 // ---------------------------------------------------------------------------
 // bedrock-runtime
 
@@ -667,28 +695,10 @@ net::HttpResponse Emulator::InvokeRuntime(Call& call, const net::HttpServerReque
   if (!parsed.ok()) return call.Error("ValidationException", 400, parsed.status().message());
 
   // Faults, then quotas, then the model.
-  std::vector<FaultRule> faults = DrawFaults(call);
-  int64_t delay = 0, chunk_delay = 0;
-  for (const FaultRule& f : faults) {
-    delay += DrawLatency(f) + (stream ? f.first_byte_ms : 0);
-    chunk_delay = std::max(chunk_delay, f.chunk_delay_ms);
-  }
-  for (const FaultRule& f : faults) {
-    if (!IsErrorFault(f, stream)) continue;
-    net::HttpResponse r;
-    if (f.kind == "stall") {
-      call.error_code = "Stall";
-      r.start = net::ResponseStart::kStallForever;
-    } else if (f.kind == "reset") {
-      call.error_code = "ConnectionReset";
-      r.start = net::ResponseStart::kResetConnection;
-    } else {
-      FaultError e = FaultToError(f, call.service);
-      r = call.Error(e.code, e.status, e.message, e.fields);
-    }
-    r.delay = std::chrono::milliseconds(delay);
-    return r;
-  }
+  FaultPlan plan = PlanFaults(call, stream);
+  if (plan.failure) return std::move(*plan.failure);
+  const int64_t delay = plan.delay_ms;
+  const int64_t chunk_delay = plan.chunk_delay_ms;
   if (!QuotaAdmit(account.id, model->id)) {
     net::HttpResponse r = call.Error("ThrottlingException", 429, std::string(kThrottled));
     r.delay = std::chrono::milliseconds(delay);
@@ -716,13 +726,7 @@ net::HttpResponse Emulator::InvokeRuntime(Call& call, const net::HttpServerReque
       }
     }
     // Stream faults change the events after the first `after_events`.
-    const FaultRule* stream_fault = nullptr;
-    for (const FaultRule& f : faults) {
-      if (IsStreamFault(f)) {
-        stream_fault = &f;
-        break;
-      }
-    }
+    const FaultRule* stream_fault = plan.stream_fault ? &*plan.stream_fault : nullptr;
     net::ResponseEnd end = net::ResponseEnd::kComplete;
     std::vector<std::string> frames;
     if (stream_fault != nullptr) {
@@ -812,28 +816,10 @@ net::HttpResponse Emulator::InvokeAgent(Call& call, const net::HttpServerRequest
       input.stream_final_response = body["streamingConfigurations"].value("streamFinalResponse", false);
     }
   }
-  std::vector<FaultRule> faults = DrawFaults(call);
-  int64_t delay = 0, chunk_delay = 0;
-  for (const FaultRule& f : faults) {
-    delay += DrawLatency(f) + f.first_byte_ms;
-    chunk_delay = std::max(chunk_delay, f.chunk_delay_ms);
-  }
-  for (const FaultRule& f : faults) {
-    if (!IsErrorFault(f, true)) continue;
-    net::HttpResponse r;
-    if (f.kind == "stall") {
-      call.error_code = "Stall";
-      r.start = net::ResponseStart::kStallForever;
-    } else if (f.kind == "reset") {
-      call.error_code = "ConnectionReset";
-      r.start = net::ResponseStart::kResetConnection;
-    } else {
-      FaultError e = FaultToError(f, call.service);
-      r = call.Error(e.code, e.status, e.message, e.fields);
-    }
-    r.delay = std::chrono::milliseconds(delay);
-    return r;
-  }
+  FaultPlan plan = PlanFaults(call, /*stream=*/true);
+  if (plan.failure) return std::move(*plan.failure);
+  const int64_t delay = plan.delay_ms;
+  const int64_t chunk_delay = plan.chunk_delay_ms;
   std::shared_ptr<AgentSessions> sessions;
   {
     std::lock_guard<std::mutex> lock(sessions_mutex_);
@@ -855,13 +841,7 @@ net::HttpResponse Emulator::InvokeAgent(Call& call, const net::HttpServerRequest
       messages.push_back(aws::MakeEventMessage(e.type, e.payload.dump()));
     }
   }
-  const FaultRule* stream_fault = nullptr;
-  for (const FaultRule& f : faults) {
-    if (IsStreamFault(f)) {
-      stream_fault = &f;
-      break;
-    }
-  }
+  const FaultRule* stream_fault = plan.stream_fault ? &*plan.stream_fault : nullptr;
   std::vector<std::string> frames;
   net::ResponseEnd end = net::ResponseEnd::kComplete;
   if (stream_fault != nullptr) {
@@ -936,29 +916,6 @@ std::string EnumError(std::string_view value, std::string_view member, std::stri
 
 }  // namespace
 
-#define QUARRY_SIM_CONTROL_FAULTS(call)                                       \
-  do {                                                                        \
-    std::vector<FaultRule> faults_ = DrawFaults(call);                        \
-    int64_t delay_ = 0;                                                       \
-    for (const FaultRule& f : faults_) delay_ += DrawLatency(f);              \
-    for (const FaultRule& f : faults_) {                                      \
-      if (!IsErrorFault(f, false)) continue;                                  \
-      net::HttpResponse r_;                                                   \
-      if (f.kind == "stall") {                                                \
-        (call).error_code = "Stall";                                          \
-        r_.start = net::ResponseStart::kStallForever;                         \
-      } else if (f.kind == "reset") {                                         \
-        (call).error_code = "ConnectionReset";                                \
-        r_.start = net::ResponseStart::kResetConnection;                      \
-      } else {                                                                \
-        FaultError e_ = FaultToError(f, (call).service);                      \
-        r_ = (call).Error(e_.code, e_.status, e_.message, e_.fields);         \
-      }                                                                       \
-      r_.delay = std::chrono::milliseconds(delay_);                           \
-      return r_;                                                              \
-    }                                                                         \
-    control_delay = delay_;                                                   \
-  } while (false)
 
 net::HttpResponse Emulator::ListFoundationModels(Call& call) {
   if (!Authorize(call, "bedrock:ListFoundationModels", "*")) {
@@ -985,8 +942,9 @@ net::HttpResponse Emulator::ListFoundationModels(Call& call) {
   if (!inference.empty() && inference != "ON_DEMAND" && inference != "PROVISIONED") {
     return call.Error("ValidationException", 400, EnumError(inference, "byInferenceType", "ON_DEMAND, PROVISIONED"));
   }
-  int64_t control_delay = 0;
-  QUARRY_SIM_CONTROL_FAULTS(call);
+  FaultPlan plan = PlanFaults(call, /*stream=*/false);
+  if (plan.failure) return std::move(*plan.failure);
+  const int64_t control_delay = plan.delay_ms;
   json summaries = json::array();
   for (const ModelSpec& m : world_.FindRegion(call.region)->models) {
     // The provider filter ignores case (AWS accepts "anthropic" and "Anthropic").
@@ -1030,8 +988,9 @@ net::HttpResponse Emulator::GetFoundationModel(Call& call) {
   const ModelSpec* model = region == call.region ? world_.FindRegion(call.region)->FindModel(id) : nullptr;
   call.model_id = model == nullptr ? "" : model->id;
   if (model == nullptr) return call.Error("ValidationException", 400, std::string(kInvalidModelId));
-  int64_t control_delay = 0;
-  QUARRY_SIM_CONTROL_FAULTS(call);
+  FaultPlan plan = PlanFaults(call, /*stream=*/false);
+  if (plan.failure) return std::move(*plan.failure);
+  const int64_t control_delay = plan.delay_ms;
   net::HttpResponse r = JsonResponse({{"modelDetails", ModelSummary(*model, call.region)}}, call.request_id);
   r.delay = std::chrono::milliseconds(control_delay);
   return r;
@@ -1108,8 +1067,9 @@ net::HttpResponse Emulator::ListInferenceProfiles(Call& call) {
     }
     if (!ok) return call.Error("ValidationException", 400, "The pagination token is invalid; pass the nextToken of the previous response unchanged.");
   }
-  int64_t control_delay = 0;
-  QUARRY_SIM_CONTROL_FAULTS(call);
+  FaultPlan plan = PlanFaults(call, /*stream=*/false);
+  if (plan.failure) return std::move(*plan.failure);
+  const int64_t control_delay = plan.delay_ms;
   std::vector<json> all;
   if (type == "SYSTEM_DEFINED") {
     for (const SystemProfileSpec& p : world_.FindRegion(call.region)->system_profiles) {
@@ -1174,8 +1134,9 @@ net::HttpResponse Emulator::GetInferenceProfile(Call& call) {
                       "Inference profile " + aws::internal::QuoteForMessage(call.target) +
                           " not found; list the valid ids with ListInferenceProfiles.");
   }
-  int64_t control_delay = 0;
-  QUARRY_SIM_CONTROL_FAULTS(call);
+  FaultPlan plan = PlanFaults(call, /*stream=*/false);
+  if (plan.failure) return std::move(*plan.failure);
+  const int64_t control_delay = plan.delay_ms;
   net::HttpResponse r = JsonResponse(profile, call.request_id);
   r.delay = std::chrono::milliseconds(control_delay);
   return r;
@@ -1222,8 +1183,9 @@ net::HttpResponse Emulator::GetAgent(Call& call) {
                       "Agent " + aws::internal::QuoteForMessage(call.agent_id, 20) + " not found in " + call.region +
                           " for account " + call.identity.account + "; check the agent id and the region.");
   }
-  int64_t control_delay = 0;
-  QUARRY_SIM_CONTROL_FAULTS(call);
+  FaultPlan plan = PlanFaults(call, /*stream=*/false);
+  if (plan.failure) return std::move(*plan.failure);
+  const int64_t control_delay = plan.delay_ms;
   const AgentVersionSpec& draft = agent->versions.front();
   json a = {{"agentId", agent->id},
             {"agentName", agent->name},
@@ -1265,8 +1227,9 @@ net::HttpResponse Emulator::GetAgentAlias(Call& call) {
                           aws::internal::QuoteForMessage(call.agent_id, 20) +
                           " not found; list the aliases with ListAgentAliases.");
   }
-  int64_t control_delay = 0;
-  QUARRY_SIM_CONTROL_FAULTS(call);
+  FaultPlan plan = PlanFaults(call, /*stream=*/false);
+  if (plan.failure) return std::move(*plan.failure);
+  const int64_t control_delay = plan.delay_ms;
   net::HttpResponse r = JsonResponse({{"agentAlias", AliasJson(*agent, *alias, false)}}, call.request_id);
   r.delay = std::chrono::milliseconds(control_delay);
   return r;
@@ -1311,8 +1274,9 @@ net::HttpResponse Emulator::ListAgentAliases(Call& call, const net::HttpServerRe
       offset = std::strtoull(decoded.value().c_str() + 7, nullptr, 10);
     }
   }
-  int64_t control_delay = 0;
-  QUARRY_SIM_CONTROL_FAULTS(call);
+  FaultPlan plan = PlanFaults(call, /*stream=*/false);
+  if (plan.failure) return std::move(*plan.failure);
+  const int64_t control_delay = plan.delay_ms;
   std::vector<AgentAliasSpec> aliases;
   bool has_draft = false;
   for (const AgentAliasSpec& a : agent->aliases) has_draft = has_draft || a.id == "TSTALIASID";
@@ -1347,7 +1311,9 @@ net::HttpResponse Emulator::Sts(Call& call, const net::HttpServerRequest& /*requ
     return r;
   };
   if (call.operation == "GetCallerIdentity") {
-    QUARRY_SIM_CONTROL_FAULTS(call);
+    FaultPlan plan = PlanFaults(call, /*stream=*/false);
+    if (plan.failure) return std::move(*plan.failure);
+    control_delay = plan.delay_ms;
     return xml("GetCallerIdentity", "    <Arn>" + XmlEscape(call.identity.arn) + "</Arn>\n    <UserId>" +
                                         XmlEscape(call.identity.user_id) + "</UserId>\n    <Account>" +
                                         call.identity.account + "</Account>\n");
@@ -1408,7 +1374,9 @@ net::HttpResponse Emulator::Sts(Call& call, const net::HttpServerRequest& /*requ
                         "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.");
     }
   }
-  QUARRY_SIM_CONTROL_FAULTS(call);
+  FaultPlan plan = PlanFaults(call, /*stream=*/false);
+  if (plan.failure) return std::move(*plan.failure);
+  control_delay = plan.delay_ms;
   TempCredential temp;
   const std::string key_id = RandomId("ASIA", 16);
   temp.secret = Base64Encode(SecureRandomBytes(30));

@@ -111,6 +111,16 @@ class Emulator {
   // Helpers.
   bool Authorize(Call& call, std::string_view action, std::string_view resource);
   std::vector<FaultRule> DrawFaults(const Call& call);
+  // What the call's fault rules do: the latency to add before the response
+  // (and between stream events), the failure to answer with instead, and for
+  // streams the rule that breaks the stream part-way.
+  struct FaultPlan {
+    int64_t delay_ms = 0;
+    int64_t chunk_delay_ms = 0;
+    std::optional<net::HttpResponse> failure;
+    std::optional<FaultRule> stream_fault;
+  };
+  FaultPlan PlanFaults(Call& call, bool stream);
   int64_t DrawLatency(const FaultRule& rule);
   uint64_t NextRandom();
   bool QuotaAdmit(const std::string& account, const std::string& model);
