@@ -8,7 +8,7 @@ packages=(
   # toolchain
   g++ make cmake ninja-build pkg-config ccache
   # libraries (see docs/dependencies.md)
-  libssl-dev zlib1g-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libboost-dev
+  libssl-dev zlib1g-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libboost-dev libcurl4-openssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev wrk
   # independent oracle for the protocol tests (SigV4 signer, event-stream parser)

@@ -18,5 +18,7 @@ void RegisterAwsArnCommand(CLI::App& aws);
 void RegisterDemoCommand(CLI::App& app);
 // quarry sim [--config FILE] [--host H] [--port N] [--print-config]
 void RegisterSimCommand(CLI::App& app);
+// quarry bedrock whoami | models | invoke-model | invoke-agent | alias
+void RegisterBedrockCommand(CLI::App& app);
 
 }  // namespace quarry::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   quarry::cli::RegisterAwsArnCommand(*aws);
   quarry::cli::RegisterDemoCommand(app);
   quarry::cli::RegisterSimCommand(app);
+  quarry::cli::RegisterBedrockCommand(app);
 
   app.parse_complete_callback([&] {
     const quarry::Status status = quarry::InitLogging({.level = log_level});

@@ -1,0 +1,2 @@
+#pragma once
+// Placeholder: the Bedrock client lands with its issue.
