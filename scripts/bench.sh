@@ -38,3 +38,7 @@ bash scripts/bench_http.sh "$build_dir"
 echo
 echo "== Bedrock emulator under load"
 /usr/bin/python3 scripts/bench_sim.py "$build_dir"
+
+echo
+echo "== Bedrock client against the emulator: CPU per call, throughput, 10,000 concurrent agents"
+/usr/bin/python3 scripts/bench_client.py "$build_dir"

@@ -1,1 +1,768 @@
+// The Bedrock client against the in-process emulator (demo world): every
+// operation, every injectable fault and the retry decision it must lead to,
+// deadlines, cancellation, bearer keys, and 1,000 concurrent calls.
+
+#include "bedrock/client.h"
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+
+#include "net/http_server.h"
+#include "sim/sim_server.h"
+#include "sim/world.h"
+#include "tests/support/scratch_dir.h"
+
+namespace quarry::bedrock {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+constexpr char kHaiku[] = "anthropic.claude-3-haiku-20240307-v1:0";
+constexpr char kSonnet4[] = "anthropic.claude-sonnet-4-20250514-v1:0";
+
+std::string AliasArn(std::string_view alias) {
+  return "arn:aws:bedrock:us-east-1:" + std::string(sim::kDemoAccount) + ":agent-alias/" +
+         std::string(sim::kDemoAgentId) + "/" + std::string(alias);
+}
+
+aws::Credentials DemoCredentials() {
+  aws::Credentials c;
+  c.access_key_id = std::string(sim::kDemoAccessKeyId);
+  c.secret_access_key = std::string(sim::kDemoSecretAccessKey);
+  return c;
+}
+
+class BedrockClientTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    sim::WorldConfig world = sim::DemoWorld();
+    world.quotas.clear();  // the 1,000-call test must not hit the demo's per-minute quota
+    auto server = sim::SimServer::Start(std::move(world), {.threads = 2});
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(server).value().release();
+    auto http = net::HttpClient::Create({.max_connections_per_host = 64, .verify_tls = true});
+    ASSERT_TRUE(http.ok()) << http.status().ToString();
+    http_ = new std::shared_ptr<net::HttpClient>(std::move(http).value());
+  }
+  static void TearDownTestSuite() {
+    delete http_;
+    http_ = nullptr;
+    delete server_;
+    server_ = nullptr;
+  }
+
+  void SetUp() override {
+    sim().ClearFaults();
+    sim().Reset();
+    client_ = MakeClient(Options());
+  }
+
+  static sim::Emulator& sim() { return server_->emulator(); }
+
+  BedrockClientOptions Options() {
+    BedrockClientOptions o;
+    o.region = "us-east-1";
+    o.endpoint_url = server_->base_url();
+    o.credentials = std::make_shared<aws::StaticCredentialProvider>(DemoCredentials());
+    o.random = [] { return 0.0; };  // retries without waiting
+    o.deadlines.connect_timeout = milliseconds(2'000);
+    o.deadlines.attempt_timeout = milliseconds(10'000);
+    o.deadlines.overall_deadline = milliseconds(20'000);
+    o.deadlines.idle_timeout = milliseconds(5'000);
+    o.http_client = *http_;
+    return o;
+  }
+
+  static std::unique_ptr<BedrockClient> MakeClient(BedrockClientOptions o) {
+    auto c = BedrockClient::Create(std::move(o));
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(c).value() : nullptr;
+  }
+
+  static void AddFault(const json& rule) {
+    auto parsed = sim::ParseFaultRule(rule, "$");
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    sim().AddFault(parsed.value());
+  }
+
+  static ModelRequest Ask(std::string text, std::string model = kHaiku) {
+    ModelRequest r;
+    r.model_id = std::move(model);
+    r.messages.push_back(ChatMessage::User(std::move(text)));
+    r.max_tokens = 200;
+    return r;
+  }
+
+  static ModelRequest WeatherToolRequest() {
+    ModelRequest r = Ask("What is the weather in Paris?");
+    r.tools.push_back(ToolSpec{"get_weather", "Current weather for a city",
+                               json{{"type", "object"},
+                                    {"properties", {{"city", {{"type", "string"}}}}},
+                                    {"required", {"city"}}}});
+    r.tool_choice = ToolChoice{ToolChoice::Kind::kTool, "get_weather"};
+    return r;
+  }
+
+  static InvokeAgentRequest AgentAsk(std::string text, std::string session = "session-test-1") {
+    InvokeAgentRequest r;
+    r.agent_alias_arn = AliasArn(sim::kDemoAliasId);
+    r.session_id = std::move(session);
+    r.input_text = std::move(text);
+    return r;
+  }
+
+  static inline sim::SimServer* server_ = nullptr;
+  static inline std::shared_ptr<net::HttpClient>* http_ = nullptr;
+  std::unique_ptr<BedrockClient> client_;
+};
+
+// ---------------------------------------------------------------------------
+// Operations
+
+TEST_F(BedrockClientTest, InvokeModelReturnsTextStopReasonAndUsage) {
+  auto r = client_->InvokeModel(Ask("ping"));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_THAT(r.value().text, HasSubstr("pong"));
+  EXPECT_EQ(r.value().stop_reason, "end_turn");
+  EXPECT_GT(r.value().usage.input_tokens, 0);
+  EXPECT_GT(r.value().usage.output_tokens, 0);
+  EXPECT_FALSE(r.value().request_id.empty());
+  EXPECT_EQ(r.value().attempts, 1);
+  EXPECT_EQ(sim().CallCount("InvokeModel"), 1);
+}
+
+TEST_F(BedrockClientTest, InvokeModelWithAForcedToolReturnsAToolUseBlock) {
+  auto r = client_->InvokeModel(WeatherToolRequest());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r.value().stop_reason, "tool_use");
+  const ContentBlock* tool = r.value().FirstToolUse();
+  ASSERT_NE(tool, nullptr);
+  EXPECT_EQ(tool->tool_name, "get_weather");
+  EXPECT_FALSE(tool->tool_use_id.empty());
+  EXPECT_TRUE(tool->tool_input.is_object());
+
+  // The tool result goes back and the model answers in text.
+  ModelRequest next = WeatherToolRequest();
+  next.tool_choice.reset();
+  next.messages.push_back(ChatMessage{"assistant", {*tool}});
+  next.messages.push_back(ChatMessage{"user", {ContentBlock::ToolResult(tool->tool_use_id, "Sunny, 21 C")}});
+  auto answer = client_->InvokeModel(next);
+  ASSERT_TRUE(answer.ok()) << answer.error().ToString();
+  EXPECT_FALSE(answer.value().text.empty());
+}
+
+TEST_F(BedrockClientTest, InferenceProfileArnWithSlashIsEncodedAndAccepted) {
+  std::string arn = "arn:aws:bedrock:us-east-1:" + std::string(sim::kDemoAccount) +
+                    ":inference-profile/us." + kSonnet4;
+  auto r = client_->InvokeModel(Ask("ping", arn));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_FALSE(r.value().text.empty());
+}
+
+TEST_F(BedrockClientTest, StreamDeltasConcatenateToTheFinalText) {
+  std::string streamed;
+  int deltas = 0;
+  auto r = client_->InvokeModelWithResponseStream(Ask("Tell me about printers and how they work"),
+                                                  [&](const StreamDelta& d) {
+                                                    if (d.kind == StreamDelta::Kind::kText) streamed += d.text;
+                                                    ++deltas;
+                                                  });
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_GT(deltas, 1);
+  EXPECT_FALSE(r.value().text.empty());
+  EXPECT_EQ(streamed, r.value().text);
+  EXPECT_EQ(r.value().stop_reason, "end_turn");
+  EXPECT_GT(r.value().usage.output_tokens, 0);
+  EXPECT_EQ(sim().CallCount("InvokeModelWithResponseStream"), 1);
+}
+
+TEST_F(BedrockClientTest, StreamedToolInputIsAssembledIntoTheToolUseBlock) {
+  std::string partial;
+  auto r = client_->InvokeModelWithResponseStream(WeatherToolRequest(), [&](const StreamDelta& d) {
+    if (d.kind == StreamDelta::Kind::kToolInput) partial += d.text;
+  });
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  const ContentBlock* tool = r.value().FirstToolUse();
+  ASSERT_NE(tool, nullptr);
+  EXPECT_EQ(tool->tool_name, "get_weather");
+  if (!partial.empty()) {
+    EXPECT_EQ(json::parse(partial), tool->tool_input);
+  }
+}
+
+TEST_F(BedrockClientTest, ConverseAndConverseStreamGiveTheSameTypedResult) {
+  auto r = client_->Converse(Ask("ping"));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_THAT(r.value().text, HasSubstr("pong"));
+  EXPECT_EQ(r.value().stop_reason, "end_turn");
+  EXPECT_GT(r.value().usage.output_tokens, 0);
+
+  std::string streamed;
+  auto s = client_->ConverseStream(Ask("Tell me about laptops"),
+                                   [&](const StreamDelta& d) { streamed += d.text; });
+  ASSERT_TRUE(s.ok()) << s.error().ToString();
+  EXPECT_FALSE(s.value().text.empty());
+  EXPECT_EQ(streamed, s.value().text);
+  EXPECT_GT(s.value().usage.output_tokens, 0);
+
+  auto tool = client_->Converse(WeatherToolRequest());
+  ASSERT_TRUE(tool.ok()) << tool.error().ToString();
+  ASSERT_NE(tool.value().FirstToolUse(), nullptr);
+  EXPECT_EQ(tool.value().FirstToolUse()->tool_name, "get_weather");
+  EXPECT_EQ(tool.value().stop_reason, "tool_use");
+}
+
+TEST_F(BedrockClientTest, InvokeAgentDeliversChunksTracesAndCitations) {
+  InvokeAgentRequest request = AgentAsk("How do I connect to the VPN?");
+  request.enable_trace = true;
+  request.stream_final_response = true;
+  std::string chunks;
+  int chunk_count = 0, trace_count = 0;
+  AgentCallbacks callbacks;
+  callbacks.on_chunk = [&](const AgentChunk& c) {
+    chunks += c.text;
+    ++chunk_count;
+  };
+  callbacks.on_trace = [&](const json&) { ++trace_count; };
+  auto r = client_->InvokeAgent(request, callbacks);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_FALSE(r.value().completion.empty());
+  EXPECT_EQ(chunks, r.value().completion);
+  EXPECT_GE(chunk_count, 1);
+  EXPECT_GT(trace_count, 0);
+  EXPECT_EQ(static_cast<int>(r.value().traces.size()), trace_count);
+  ASSERT_FALSE(r.value().citations.empty());
+  ASSERT_FALSE(r.value().citations[0].references.empty());
+  EXPECT_THAT(r.value().citations[0].references[0].uri, StartsWith("s3://"));
+  EXPECT_EQ(r.value().session_id, "session-test-1");
+  EXPECT_FALSE(r.value().return_control.has_value());
+}
+
+TEST_F(BedrockClientTest, InvokeAgentSurfacesReturnControlAndAcceptsTheResults) {
+  auto first = client_->InvokeAgent(AgentAsk("Please open a ticket: my laptop screen is broken", "session-rc-1"));
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  ASSERT_TRUE(first.value().return_control.has_value());
+  const ReturnControl& rc = *first.value().return_control;
+  EXPECT_FALSE(rc.invocation_id.empty());
+  ASSERT_EQ(rc.invocations.size(), 1u);
+  EXPECT_EQ(rc.invocations[0].action_group, "ticketing");
+  EXPECT_EQ(rc.invocations[0].function, "create_ticket");
+
+  InvokeAgentRequest reply = AgentAsk("", "session-rc-1");
+  reply.return_control_invocation_id = rc.invocation_id;
+  reply.return_control_results.push_back(
+      {rc.invocations[0].action_group, rc.invocations[0].function, "Ticket INC-4242 created", ""});
+  auto second = client_->InvokeAgent(reply);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_FALSE(second.value().return_control.has_value());
+  EXPECT_THAT(second.value().completion, HasSubstr("INC-4242"));
+}
+
+TEST_F(BedrockClientTest, CatalogueMergesModelsAndProfilesWithRecommendations) {
+  auto r = client_->ListCatalogue();
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  const CatalogueTarget* sonnet4 = r.value().Find(kSonnet4);
+  ASSERT_NE(sonnet4, nullptr);
+  EXPECT_TRUE(sonnet4->requires_profile);
+  EXPECT_EQ(sonnet4->recommended_profile_id, std::string("us.") + kSonnet4);
+  const CatalogueTarget* haiku = r.value().Find(kHaiku);
+  ASSERT_NE(haiku, nullptr);
+  EXPECT_TRUE(haiku->on_demand);
+  bool has_application_profile = false;
+  for (const auto& t : r.value().targets) has_application_profile |= t.kind == TargetKind::kApplicationProfile;
+  EXPECT_TRUE(has_application_profile);
+  EXPECT_EQ(sim().CallCount("ListFoundationModels"), 1);
+  EXPECT_GE(sim().CallCount("ListInferenceProfiles"), 2);  // both types
+}
+
+TEST_F(BedrockClientTest, GetFoundationModelDescribesTheModel) {
+  auto r = client_->GetFoundationModel(kSonnet4);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r.value().model_id, kSonnet4);
+  EXPECT_EQ(r.value().provider_name, "Anthropic");
+  EXPECT_THAT(r.value().inference_types, ::testing::Contains("INFERENCE_PROFILE"));
+}
+
+TEST_F(BedrockClientTest, GetAgentAliasSaysWhetherItExistsHasAVersionAndIsPrepared) {
+  auto prod = client_->GetAgentAlias(AliasArn(sim::kDemoAliasId));
+  ASSERT_TRUE(prod.ok()) << prod.error().ToString();
+  EXPECT_TRUE(prod.value().exists);
+  EXPECT_EQ(prod.value().agent_version, "1");
+  EXPECT_TRUE(prod.value().prepared);
+
+  auto unbound = client_->GetAgentAlias(AliasArn(sim::kDemoUnboundAliasId));
+  ASSERT_TRUE(unbound.ok()) << unbound.error().ToString();
+  EXPECT_TRUE(unbound.value().exists);
+  EXPECT_FALSE(unbound.value().has_version);
+  EXPECT_FALSE(unbound.value().prepared);
+
+  auto missing = client_->GetAgentAlias(AliasArn("MISSING123"));
+  ASSERT_TRUE(missing.ok()) << missing.error().ToString();
+  EXPECT_FALSE(missing.value().exists);
+}
+
+TEST_F(BedrockClientTest, StsIdentityAndAssumeRoleWork) {
+  auto id = client_->GetCallerIdentity();
+  ASSERT_TRUE(id.ok()) << id.error().ToString();
+  EXPECT_EQ(id.value().account, sim::kDemoAccount);
+  EXPECT_THAT(id.value().arn, HasSubstr(":user/quarry-demo"));
+
+  aws::AssumeRoleRequest request;
+  request.role_arn = std::string(sim::kDemoRoleArn);
+  request.role_session_name = "client-test";
+  auto creds = client_->AssumeRole(request);
+  ASSERT_TRUE(creds.ok()) << creds.error().ToString();
+  EXPECT_THAT(creds.value().access_key_id, StartsWith("ASIA"));
+  EXPECT_FALSE(creds.value().session_token.empty());
+  ASSERT_TRUE(creds.value().expiration.has_value());
+
+  // The role assumer behind assume-role profiles, refreshed by the caching provider.
+  auto assumer = MakeStsRoleAssumer(Options());
+  ASSERT_TRUE(assumer.ok()) << assumer.status().ToString();
+  auto again = assumer.value()->AssumeRole(request, DemoCredentials());
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+
+  BedrockClientOptions o = Options();
+  o.credentials = std::make_shared<aws::StaticCredentialProvider>(again.value());
+  auto role_client = MakeClient(o);
+  auto role_id = role_client->GetCallerIdentity();
+  ASSERT_TRUE(role_id.ok()) << role_id.error().ToString();
+  EXPECT_THAT(role_id.value().arn, HasSubstr("assumed-role/quarry-invoker/client-test"));
+  auto invoke = role_client->InvokeModel(Ask("ping"));
+  EXPECT_TRUE(invoke.ok()) << invoke.error().ToString();
+}
+
+TEST_F(BedrockClientTest, AssumeRoleProfileWorksThroughTheChainAndIsRefreshedBeforeExpiry) {
+  quarry::testing::ScratchDir dir;
+  const std::string config = dir.Write("config",
+                                       "[profile invoker]\n"
+                                       "role_arn = " + std::string(sim::kDemoRoleArn) + "\n"
+                                       "source_profile = base\n"
+                                       "role_session_name = chain-test\n");
+  const std::string credentials = dir.Write("credentials",
+                                            "[base]\n"
+                                            "aws_access_key_id = " + std::string(sim::kDemoAccessKeyId) + "\n"
+                                            "aws_secret_access_key = " + std::string(sim::kDemoSecretAccessKey) +
+                                                "\n");
+  auto assumer = MakeStsRoleAssumer(Options());
+  ASSERT_TRUE(assumer.ok()) << assumer.status().ToString();
+  aws::MapEnvironment env;
+  aws::CredentialChainOptions chain;
+  chain.profile = "invoker";
+  chain.environment = &env;
+  chain.shared_files = aws::SharedFilePaths{config, credentials};
+  chain.role_assumer = assumer.value().get();
+  FakeClock refresh_clock(SystemClock::Get().Now());  // only the cache's notion of time
+  auto provider = std::make_shared<aws::CachingCredentialProvider>(std::make_shared<aws::CredentialChain>(chain),
+                                                                   refresh_clock);
+  BedrockClientOptions o = Options();
+  o.credentials = provider;
+  auto client = MakeClient(o);
+
+  auto id = client->GetCallerIdentity();
+  ASSERT_TRUE(id.ok()) << id.error().ToString();
+  EXPECT_THAT(id.value().arn, HasSubstr("assumed-role/quarry-invoker/chain-test"));
+  ASSERT_TRUE(client->InvokeModel(Ask("ping")).ok());
+  EXPECT_EQ(sim().CallCount("AssumeRole"), 1);  // cached
+
+  refresh_clock.Advance(std::chrono::minutes(56));  // inside the 5-minute refresh window of a 1-hour session
+  ASSERT_TRUE(client->InvokeModel(Ask("ping")).ok());
+  EXPECT_EQ(sim().CallCount("AssumeRole"), 2);
+}
+
+TEST_F(BedrockClientTest, BearerKeyWorksForTheRuntimeButInvokeAgentNeedsSigV4) {
+  BedrockClientOptions o = Options();
+  o.credentials = nullptr;
+  o.bearer_token = std::string(sim::kDemoApiKey);
+  auto bearer = MakeClient(o);
+  auto r = bearer->InvokeModel(Ask("ping"));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_THAT(r.value().text, HasSubstr("pong"));
+
+  auto agent = bearer->InvokeAgent(AgentAsk("hello"));
+  ASSERT_FALSE(agent.ok());
+  EXPECT_EQ(agent.error().origin, ErrorOrigin::kClient);
+  EXPECT_EQ(agent.error().attempts, 0);
+  EXPECT_THAT(agent.error().aws.message, HasSubstr("API key"));
+  EXPECT_EQ(sim().CallCount("InvokeAgent"), 0);
+}
+
+TEST_F(BedrockClientTest, AccessDeniedCarriesTheTroubleshootingEntry) {
+  BedrockClientOptions o = Options();
+  aws::Credentials c;
+  c.access_key_id = std::string(sim::kDemoRestrictedAccessKeyId);
+  c.secret_access_key = std::string(sim::kDemoRestrictedSecretAccessKey);
+  o.credentials = std::make_shared<aws::StaticCredentialProvider>(c);
+  auto restricted = MakeClient(o);
+  auto agent = restricted->InvokeAgent(AgentAsk("hello"));
+  ASSERT_FALSE(agent.ok());
+  EXPECT_EQ(agent.error().aws.code, "AccessDeniedException");
+  EXPECT_EQ(agent.error().aws.http_status, 403);
+  EXPECT_FALSE(agent.error().retryable);
+  EXPECT_EQ(agent.error().attempts, 1);
+  EXPECT_EQ(agent.error().status.code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(agent.error().troubleshooting.id, "access-denied-invoke-agent");
+  EXPECT_FALSE(agent.error().troubleshooting.how_to_fix.empty());
+  EXPECT_THAT(agent.error().ToString(), HasSubstr("AccessDeniedException"));
+  EXPECT_THAT(agent.error().ToString(), HasSubstr("1 attempt"));
+  EXPECT_EQ(agent.error().ToJson()["troubleshooting"]["id"], "access-denied-invoke-agent");
+
+  auto model = restricted->InvokeModel(Ask("ping", "anthropic.claude-3-5-sonnet-20240620-v1:0"));
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.error().troubleshooting.id, "access-denied-invoke-model");
+  EXPECT_EQ(sim().CallCount("InvokeModel"), 1);
+}
+
+// A recording proxy in front of the emulator shows what goes on the wire.
+TEST_F(BedrockClientTest, WireRequestsAreEncodedSignedAndNumberedAsBotocoreSendsThem) {
+  std::mutex mutex;
+  std::vector<net::HttpServerRequest> seen;
+  auto proxy = net::HttpServer::Start({}, [&](const net::HttpServerRequest& request) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      seen.push_back(request);
+    }
+    return sim().Handle(request);
+  });
+  ASSERT_TRUE(proxy.ok()) << proxy.status().ToString();
+  BedrockClientOptions o = Options();
+  o.service_endpoints[aws::AwsService::kBedrockRuntime] = proxy.value()->base_url();
+  o.service_endpoints[aws::AwsService::kSts] = proxy.value()->base_url();
+  auto client = MakeClient(o);
+  EXPECT_EQ(client->EndpointUrl(aws::AwsService::kBedrockRuntime), proxy.value()->base_url());
+  EXPECT_EQ(client->EndpointUrl(aws::AwsService::kBedrock), server_->base_url());
+
+  AddFault({{"kind", "throttle"}, {"operation", "InvokeModelWithResponseStream"}, {"count", 1}});
+  ASSERT_TRUE(client->InvokeModelWithResponseStream(Ask("ping")).ok());
+  ASSERT_TRUE(client->GetCallerIdentity().ok());
+  proxy.value()->Stop();
+
+  ASSERT_EQ(seen.size(), 3u);
+  const std::string host = "127.0.0.1:" + std::to_string(proxy.value()->port());
+  for (int i = 0; i < 2; ++i) {
+    const net::HttpServerRequest& r = seen[i];
+    EXPECT_EQ(r.method, "POST");
+    EXPECT_EQ(r.target, "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-response-stream");
+    ASSERT_NE(r.FindHeader("X-Amzn-Bedrock-Accept"), nullptr);
+    EXPECT_EQ(*r.FindHeader("X-Amzn-Bedrock-Accept"), "application/json");
+    EXPECT_EQ(*r.FindHeader("Content-Type"), "application/json");
+    EXPECT_EQ(*r.FindHeader("Host"), host);
+    EXPECT_THAT(*r.FindHeader("Authorization"), HasSubstr("/us-east-1/bedrock/aws4_request"));
+    EXPECT_EQ(*r.FindHeader("amz-sdk-request"), "attempt=" + std::to_string(i + 1) + "; max=3");
+    ASSERT_NE(r.FindHeader("amz-sdk-invocation-id"), nullptr);
+    EXPECT_EQ(*r.FindHeader("amz-sdk-invocation-id"), *seen[0].FindHeader("amz-sdk-invocation-id"));
+  }
+  const net::HttpServerRequest& sts = seen[2];
+  EXPECT_EQ(sts.target, "/");
+  EXPECT_EQ(*sts.FindHeader("Content-Type"), "application/x-www-form-urlencoded; charset=utf-8");
+  EXPECT_EQ(sts.body, "Action=GetCallerIdentity&Version=2011-06-15");
+  EXPECT_THAT(*sts.FindHeader("Authorization"), HasSubstr("/us-east-1/sts/aws4_request"));
+}
+
+// ---------------------------------------------------------------------------
+// Faults and retry decisions
+
+TEST_F(BedrockClientTest, ThrottlingIsRetriedUntilSuccess) {
+  AddFault({{"kind", "throttle"}, {"operation", "InvokeModel"}, {"count", 2}});
+  auto r = client_->InvokeModel(Ask("ping"));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r.value().attempts, 3);
+  EXPECT_EQ(sim().CallCount("InvokeModel"), 3);
+}
+
+TEST_F(BedrockClientTest, ThrottlingBeyondTheAttemptBudgetFailsWithTheReason) {
+  AddFault({{"kind", "throttle"}, {"operation", "InvokeModel"}, {"count", 5}});
+  auto r = client_->InvokeModel(Ask("ping"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().aws.code, "ThrottlingException");
+  EXPECT_EQ(r.error().aws.http_status, 429);
+  EXPECT_TRUE(r.error().retryable);
+  EXPECT_EQ(r.error().attempts, 3);
+  EXPECT_FALSE(r.error().give_up_reason.empty());
+  EXPECT_EQ(sim().CallCount("InvokeModel"), 3);
+}
+
+TEST_F(BedrockClientTest, ServerErrorsAreRetried) {
+  for (const char* kind : {"internal_error", "service_unavailable", "reset"}) {
+    sim().Reset();
+    AddFault({{"kind", kind}, {"operation", "InvokeModel"}, {"count", 1}});
+    auto r = client_->InvokeModel(Ask("ping"));
+    ASSERT_TRUE(r.ok()) << kind << ": " << r.error().ToString();
+    // A reset on a reused connection may be resent once by libcurl itself
+    // (then the client saw one attempt); either way the emulator saw two calls.
+    EXPECT_LE(r.value().attempts, 2) << kind;
+    EXPECT_EQ(sim().CallCount("InvokeModel"), 2) << kind;
+  }
+}
+
+TEST_F(BedrockClientTest, ServerErrorsMapToTheirCodes) {
+  struct Case {
+    const char* kind;
+    const char* code;
+    int status;
+  };
+  for (const Case& c : {Case{"internal_error", "InternalServerException", 500},
+                        Case{"service_unavailable", "ServiceUnavailableException", 503}}) {
+    sim().Reset();
+    AddFault({{"kind", c.kind}, {"operation", "InvokeModel"}, {"count", 3}});
+    auto r = client_->InvokeModel(Ask("ping"));
+    ASSERT_FALSE(r.ok()) << c.kind;
+    EXPECT_EQ(r.error().aws.code, c.code);
+    EXPECT_EQ(r.error().aws.http_status, c.status);
+    EXPECT_EQ(r.error().origin, ErrorOrigin::kService);
+    EXPECT_EQ(sim().CallCount("InvokeModel"), 3) << c.kind;
+  }
+}
+
+TEST_F(BedrockClientTest, ModelTimeoutIsNotRetried) {
+  AddFault({{"kind", "model_timeout"}, {"operation", "InvokeModel"}, {"count", 1}});
+  auto r = client_->InvokeModel(Ask("ping"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().aws.code, "ModelTimeoutException");
+  EXPECT_EQ(r.error().aws.http_status, 408);
+  EXPECT_FALSE(r.error().retryable);
+  EXPECT_EQ(r.error().attempts, 1);
+  EXPECT_EQ(sim().CallCount("InvokeModel"), 1);
+}
+
+TEST_F(BedrockClientTest, ModelNotReadyIsRetriedOnTheRuntimeButNotOnAgents) {
+  AddFault({{"kind", "model_not_ready"}, {"operation", "InvokeModel"}, {"count", 1}});
+  auto r = client_->InvokeModel(Ask("ping"));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(sim().CallCount("InvokeModel"), 2);
+
+  AddFault({{"kind", "model_not_ready"}, {"operation", "InvokeAgent"}, {"count", 1}});
+  auto a = client_->InvokeAgent(AgentAsk("hello"));
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.error().aws.code, "ModelNotReadyException");
+  EXPECT_EQ(a.error().aws.http_status, 424);
+  EXPECT_EQ(sim().CallCount("InvokeAgent"), 1);
+}
+
+TEST_F(BedrockClientTest, DependencyFailedIsNotRetried) {
+  AddFault({{"kind", "dependency_failed"}, {"operation", "InvokeAgent"}, {"count", 1}});
+  auto r = client_->InvokeAgent(AgentAsk("hello"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().aws.code, "DependencyFailedException");
+  EXPECT_EQ(r.error().aws.http_status, 424);
+  EXPECT_FALSE(r.error().retryable);
+  EXPECT_EQ(sim().CallCount("InvokeAgent"), 1);
+}
+
+TEST_F(BedrockClientTest, StreamExceptionAfterTheFirstEventIsNotRetried) {
+  AddFault({{"kind", "stream_exception"},
+            {"operation", "InvokeModelWithResponseStream"},
+            {"count", 1},
+            {"after_events", 1}});
+  auto r = client_->InvokeModelWithResponseStream(Ask("Tell me about printers"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().aws.code, "ModelStreamErrorException");
+  EXPECT_TRUE(r.error().aws.in_stream);
+  EXPECT_EQ(r.error().origin, ErrorOrigin::kStream);
+  EXPECT_EQ(r.error().attempts, 1);
+  EXPECT_EQ(sim().CallCount("InvokeModelWithResponseStream"), 1);
+}
+
+TEST_F(BedrockClientTest, InStreamThrottleIsRetriedOnlyBeforeTheFirstEvent) {
+  AddFault({{"kind", "throttle"},
+            {"operation", "InvokeModelWithResponseStream"},
+            {"in_stream", true},
+            {"count", 1},
+            {"after_events", 0}});
+  auto early = client_->InvokeModelWithResponseStream(Ask("Tell me about printers"));
+  ASSERT_TRUE(early.ok()) << early.error().ToString();
+  EXPECT_EQ(early.value().attempts, 2);
+  EXPECT_EQ(sim().CallCount("InvokeModelWithResponseStream"), 2);
+
+  sim().Reset();
+  AddFault({{"kind", "throttle"},
+            {"operation", "InvokeModelWithResponseStream"},
+            {"in_stream", true},
+            {"count", 1},
+            {"after_events", 2}});
+  std::string streamed;
+  auto late = client_->InvokeModelWithResponseStream(Ask("Tell me about printers"),
+                                                     [&](const StreamDelta& d) { streamed += d.text; });
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().aws.code, "ThrottlingException");
+  EXPECT_TRUE(late.error().aws.in_stream);
+  EXPECT_TRUE(late.error().retryable);
+  EXPECT_THAT(late.error().give_up_reason, HasSubstr("stream"));
+  EXPECT_EQ(sim().CallCount("InvokeModelWithResponseStream"), 1);
+}
+
+TEST_F(BedrockClientTest, CorruptFrameIsAHardError) {
+  AddFault({{"kind", "bad_crc"}, {"operation", "InvokeModelWithResponseStream"}, {"count", 1}, {"after_events", 0}});
+  auto r = client_->InvokeModelWithResponseStream(Ask("Tell me about printers"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().aws.code, "CorruptEventStream");
+  EXPECT_EQ(r.error().status.code(), StatusCode::kDataLoss);
+  EXPECT_FALSE(r.error().retryable);
+  EXPECT_EQ(sim().CallCount("InvokeModelWithResponseStream"), 1);
+}
+
+TEST_F(BedrockClientTest, CutStreamIsRetriedOnlyBeforeTheFirstEvent) {
+  AddFault({{"kind", "cut_stream"}, {"operation", "ConverseStream"}, {"count", 1}, {"after_events", 0}});
+  auto early = client_->ConverseStream(Ask("Tell me about printers"));
+  ASSERT_TRUE(early.ok()) << early.error().ToString();
+  EXPECT_EQ(sim().CallCount("ConverseStream"), 2);
+
+  sim().Reset();
+  AddFault({{"kind", "cut_stream"}, {"operation", "ConverseStream"}, {"count", 1}, {"after_events", 2}});
+  auto late = client_->ConverseStream(Ask("Tell me about printers"));
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().origin, ErrorOrigin::kTransport);
+  EXPECT_EQ(sim().CallCount("ConverseStream"), 1);
+}
+
+TEST_F(BedrockClientTest, StallBeforeTheResponseEndsAtTheIdleTimeout) {
+  AddFault({{"kind", "stall"}, {"operation", "InvokeModel"}, {"count", 1}});
+  ModelRequest request = Ask("ping");
+  request.options.idle_timeout = milliseconds(300);
+  request.options.max_attempts = 1;
+  auto r = client_->InvokeModel(request);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.error().aws.timeout);
+  EXPECT_EQ(r.error().aws.http_status, 0);
+  EXPECT_EQ(r.error().origin, ErrorOrigin::kTransport);
+  EXPECT_EQ(sim().CallCount("InvokeModel"), 1);
+}
+
+TEST_F(BedrockClientTest, StallInsideAStreamEndsAtTheIdleTimeoutWithoutRetry) {
+  AddFault({{"kind", "stall"},
+            {"operation", "InvokeModelWithResponseStream"},
+            {"in_stream", true},
+            {"count", 1},
+            {"after_events", 2}});
+  ModelRequest request = Ask("Tell me about printers");
+  request.options.idle_timeout = milliseconds(300);
+  auto r = client_->InvokeModelWithResponseStream(request);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.error().aws.timeout);
+  EXPECT_THAT(r.error().aws.message, HasSubstr("idle"));
+  EXPECT_EQ(sim().CallCount("InvokeModelWithResponseStream"), 1);
+}
+
+TEST_F(BedrockClientTest, AttemptTimeoutCutsASlowCallAndLatencyWithinItSucceeds) {
+  AddFault({{"kind", "latency"}, {"operation", "InvokeModel"}, {"latency_ms", 150}, {"count", 1}});
+  auto ok = client_->InvokeModel(Ask("ping"));
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+
+  AddFault({{"kind", "latency"}, {"operation", "InvokeModel"}, {"latency_ms", 1000}, {"count", 1}});
+  ModelRequest request = Ask("ping");
+  request.options.attempt_timeout = milliseconds(200);
+  request.options.max_attempts = 1;
+  auto slow = client_->InvokeModel(request);
+  ASSERT_FALSE(slow.ok());
+  EXPECT_TRUE(slow.error().aws.timeout);
+}
+
+TEST_F(BedrockClientTest, OverallDeadlineStopsRetries) {
+  BedrockClientOptions o = Options();
+  o.random = [] { return 0.99; };  // a throttling retry would wait ~1 s
+  auto slow_retry = MakeClient(o);
+  AddFault({{"kind", "throttle"}, {"operation", "InvokeModel"}, {"count", 5}});
+  ModelRequest request = Ask("ping");
+  request.options.overall_deadline = milliseconds(400);
+  auto r = slow_retry->InvokeModel(request);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().aws.code, "ThrottlingException");
+  EXPECT_THAT(r.error().give_up_reason, HasSubstr("deadline"));
+  EXPECT_EQ(sim().CallCount("InvokeModel"), 1);
+}
+
+TEST_F(BedrockClientTest, CancelEndsAStalledCall) {
+  AddFault({{"kind", "stall"}, {"operation", "InvokeModel"}, {"count", 1}});
+  std::promise<BedrockResult<ModelResult>> promise;
+  CallHandle handle = client_->InvokeModel(Ask("ping"), [&](BedrockResult<ModelResult> r) {
+    promise.set_value(std::move(r));
+  });
+  // Wait until the request reached the emulator, then cancel.
+  while (sim().CallCount("InvokeModel") == 0) std::this_thread::sleep_for(milliseconds(5));
+  handle.Cancel();
+  auto r = promise.get_future().get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().origin, ErrorOrigin::kCancelled);
+  EXPECT_EQ(r.error().status.code(), StatusCode::kCancelled);
+  EXPECT_TRUE(handle.done());
+}
+
+TEST_F(BedrockClientTest, CancelDuringARetryDelayEndsTheCallWithoutAnotherAttempt) {
+  BedrockClientOptions o = Options();
+  o.random = [] { return 0.99; };  // the throttling retry would wait ~1 s
+  auto slow_retry = MakeClient(o);
+  AddFault({{"kind", "throttle"}, {"operation", "InvokeModel"}, {"count", 5}});
+  std::promise<BedrockResult<ModelResult>> promise;
+  CallHandle handle = slow_retry->InvokeModel(Ask("ping"), [&](BedrockResult<ModelResult> r) {
+    promise.set_value(std::move(r));
+  });
+  while (sim().CallCount("InvokeModel") == 0) std::this_thread::sleep_for(milliseconds(5));
+  handle.Cancel();
+  auto r = promise.get_future().get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().origin, ErrorOrigin::kCancelled);
+  EXPECT_EQ(sim().CallCount("InvokeModel"), 1);
+}
+
+TEST_F(BedrockClientTest, DestroyingTheClientCancelsCallsInFlight) {
+  AddFault({{"kind", "stall"}, {"operation", "InvokeModel"}, {"count", 1}});
+  auto client = MakeClient(Options());
+  std::promise<BedrockResult<ModelResult>> promise;
+  client->InvokeModel(Ask("ping"), [&](BedrockResult<ModelResult> r) { promise.set_value(std::move(r)); });
+  while (sim().CallCount("InvokeModel") == 0) std::this_thread::sleep_for(milliseconds(5));
+  client.reset();
+  auto future = promise.get_future();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  auto r = future.get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().origin, ErrorOrigin::kCancelled);
+}
+
+TEST_F(BedrockClientTest, InvalidRequestsFailBeforeSending) {
+  ModelRequest empty;
+  auto r = client_->InvokeModel(empty);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().origin, ErrorOrigin::kClient);
+  EXPECT_EQ(r.error().status.code(), StatusCode::kInvalidArgument);
+
+  InvokeAgentRequest bad = AgentAsk("hello");
+  bad.agent_alias_arn = "arn:aws:bedrock:us-east-1:111122223333:agent/HELPDESK01";
+  auto a = client_->InvokeAgent(bad);
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.error().origin, ErrorOrigin::kClient);
+  EXPECT_EQ(sim().CallCount("InvokeAgent"), 0);
+
+  BedrockClientOptions o = Options();
+  o.region = "us-east-1.evil.com";
+  EXPECT_FALSE(BedrockClient::Create(o).ok());
+}
+
+TEST_F(BedrockClientTest, AThousandConcurrentCallsCompleteCorrectly) {
+  constexpr int kCalls = 1000;
+  std::mutex mutex;
+  std::condition_variable cv;
+  int done = 0, ok = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    client_->InvokeModel(Ask("ping"), [&](BedrockResult<ModelResult> r) {
+      std::lock_guard<std::mutex> lock(mutex);
+      ++done;
+      if (r.ok() && r.value().text.find("pong") != std::string::npos) ++ok;
+      cv.notify_one();
+    });
+  }
+  std::unique_lock<std::mutex> lock(mutex);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return done == kCalls; }));
+  EXPECT_EQ(ok, kCalls);
+  EXPECT_EQ(sim().CallCount("InvokeModel"), kCalls);
+}
+
+}  // namespace
+}  // namespace quarry::bedrock

@@ -1,9 +1,10 @@
-// `quarry demo`: the main job, on the embedded defaults. Until the emulator,
-// the Bedrock client and the platform exist, it walks one Bedrock call through
-// the protocol core: endpoint and model target, SigV4 signing, the verifier
-// the emulator will run, agent alias ARNs, and an InvokeAgent event stream
-// encoded, decoded in libcurl-sized slices, and corrupted on purpose. Nothing
-// here touches the network.
+// `quarry demo`: the main job, on the embedded defaults. Until the platform
+// exists it has two parts. Part one (here) walks one Bedrock call through the
+// protocol core with no network: endpoint and model target, SigV4 signing, the
+// verifier the emulator runs, agent alias ARNs, and an InvokeAgent event
+// stream encoded, decoded in libcurl-sized slices, and corrupted on purpose.
+// Part two (demo_emulator.cc) runs the Bedrock client against the built-in
+// emulator.
 
 #include <nlohmann/json.hpp>
 
@@ -21,6 +22,7 @@
 #include "aws/sigv4.h"
 #include "aws/sigv4_verifier.h"
 #include "cli/commands.h"
+#include "cli/demo.h"
 #include "common/clock.h"
 #include "common/encoding.h"
 
@@ -260,17 +262,23 @@ void RetrySchedule() {
 
 }  // namespace
 
+void RunProtocolDemo() {
+  std::cout << "Quarry demo, part one: one Bedrock call through the protocol core (no network is used).\n";
+  const WallTime now = SystemClock::Get().Now();
+  const aws::HttpRequest request = SignedInvokeModelRequest(now);
+  VerifyAsTheEmulatorWill(request, now);
+  const aws::AgentAliasArn alias = ParseAgentArns();
+  EventStreamRoundTrip(alias);
+  RetrySchedule();
+}
+
 void RegisterDemoCommand(CLI::App& app) {
   CLI::App* demo = app.add_subcommand("demo", "Show the main job on the embedded defaults");
   demo->callback([] {
-    std::cout << "Quarry demo: one Bedrock call through the protocol core (no network is used).\n";
-    const WallTime now = SystemClock::Get().Now();
-    const aws::HttpRequest request = SignedInvokeModelRequest(now);
-    VerifyAsTheEmulatorWill(request, now);
-    const aws::AgentAliasArn alias = ParseAgentArns();
-    EventStreamRoundTrip(alias);
-    RetrySchedule();
-    std::cout << "\nNext: `quarry sim` (the Bedrock emulator) and the Bedrock client put these on the wire.\n";
+    RunProtocolDemo();
+    RunEmulatorDemo();
+    std::cout << "\nDone. Run `quarry sim` to keep an emulator running and point boto3, the AWS CLI or\n"
+                 "`quarry bedrock` at it (docs/emulator.md, docs/bedrock-cli.md).\n";
   });
 }
 

@@ -1,1 +1,687 @@
+#include "net/http_client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "net/http_server.h"
+
+namespace quarry::net {
+
+// Readable outcomes in failure messages.
+void PrintTo(TransportOutcome outcome, std::ostream* os) { *os << TransportOutcomeName(outcome); }
+
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using namespace std::chrono_literals;
+
+// Every wait in these tests gives up after this long, so that a broken client
+// fails a test instead of hanging it.
+constexpr auto kGiveUp = 20s;
+
+// The tests talk to 127.0.0.1; make sure a proxy from the environment of the
+// machine running them is not used for that.
+const bool kNoProxyForLoopback = [] {
+  ::setenv("no_proxy", "127.0.0.1,localhost", 1);
+  ::setenv("NO_PROXY", "127.0.0.1,localhost", 1);
+  return true;
+}();
+
+// Collects one request's callbacks; Wait() returns its response.
+class Recorder {
+ public:
+  HttpCallbacks Callbacks(bool stream = false) {
+    HttpCallbacks callbacks;
+    callbacks.on_headers = [this](int status, const HttpHeaders&) {
+      std::lock_guard<std::mutex> lock(mu_);
+      events_.push_back("headers " + std::to_string(status));
+    };
+    if (stream) {
+      callbacks.on_data = [this](std::string_view bytes) {
+        std::lock_guard<std::mutex> lock(mu_);
+        events_.push_back("data " + std::string(bytes));
+        return keep_going_.load();
+      };
+    }
+    callbacks.on_complete = [this](HttpClientResponse response) {
+      std::lock_guard<std::mutex> lock(mu_);
+      events_.push_back("complete");
+      ++completions_;
+      response_ = std::move(response);
+      cv_.notify_all();
+    };
+    return callbacks;
+  }
+
+  // False when on_complete did not run within kGiveUp.
+  bool Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, kGiveUp, [&] { return completions_ > 0; });
+  }
+
+  HttpClientResponse response() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return response_;
+  }
+  std::vector<std::string> events() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+  int completions() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return completions_;
+  }
+  void StopAfterFirstData() { keep_going_ = false; }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> events_;
+  int completions_ = 0;
+  HttpClientResponse response_;
+  std::atomic<bool> keep_going_{true};
+};
+
+class HttpClientTest : public ::testing::Test {
+ protected:
+  // Starts a server whose handler records the request and runs `script`.
+  void StartServer(std::function<HttpResponse(const HttpServerRequest&)> script) {
+    auto server = HttpServer::Start(HttpServerOptions{}, [this, script](const HttpServerRequest& request) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        last_request_ = request;
+        remote_addresses_.insert(request.remote_address);
+      }
+      return script(request);
+    });
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(server).value();
+  }
+
+  void SetUp() override {
+    HttpClientOptions options;
+    options.verify_tls = true;
+    auto client = HttpClient::Create(options);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    client_ = std::move(client).value();
+  }
+
+  void TearDown() override {
+    client_.reset();
+    if (server_) server_->Stop();
+  }
+
+  HttpClientRequest Get(const std::string& path) {
+    HttpClientRequest request;
+    request.url = server_->base_url() + path;
+    return request;
+  }
+
+  HttpServerRequest last_request() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_request_;
+  }
+  size_t distinct_remote_addresses() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return remote_addresses_.size();
+  }
+
+  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<HttpClient> client_;
+  std::mutex mu_;
+  HttpServerRequest last_request_;
+  std::set<std::string> remote_addresses_;
+};
+
+HttpResponse Plain(int status, std::string body) {
+  HttpResponse response;
+  response.status = status;
+  response.body = std::move(body);
+  response.headers = {{"Content-Type", "text/plain"}};
+  return response;
+}
+
+HttpResponse Stream(std::vector<HttpResponse::Chunk> chunks, ResponseEnd end) {
+  HttpResponse response;
+  response.chunked = true;
+  response.chunks = std::move(chunks);
+  response.end = end;
+  return response;
+}
+
+TEST_F(HttpClientTest, GetRoundTripCarriesHeadersAndBody) {
+  StartServer([](const HttpServerRequest&) {
+    HttpResponse response = Plain(200, "hello");
+    response.headers.emplace_back("X-Amzn-RequestId", "  abc-123 ");
+    return response;
+  });
+  HttpClientRequest request = Get("/ping");
+  request.headers = {{"X-Custom", "value 1"}, {"Authorization", "AWS4-HMAC-SHA256 Credential=x"}};
+  const HttpClientResponse response = client_->Send(request);
+
+  ASSERT_EQ(response.outcome, TransportOutcome::kOk) << response.error;
+  EXPECT_EQ(response.error, "");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "hello");
+  EXPECT_EQ(response.body_bytes, 5u);
+  EXPECT_TRUE(response.headers_received);
+  EXPECT_EQ(response.http_version, "1.1");
+  ASSERT_NE(response.FindHeader("x-amzn-requestid"), nullptr);
+  EXPECT_EQ(*response.FindHeader("x-amzn-requestid"), "abc-123");
+  EXPECT_EQ(response.FindHeader("X-Missing"), nullptr);
+  // Header names keep the server's spelling.
+  bool found = false;
+  for (const auto& [name, value] : response.headers) found = found || name == "X-Amzn-RequestId";
+  EXPECT_TRUE(found);
+  EXPECT_GT(response.elapsed.count(), 0);
+
+  const HttpServerRequest received = last_request();
+  EXPECT_EQ(received.method, "GET");
+  EXPECT_EQ(received.target, "/ping");
+  ASSERT_NE(received.FindHeader("X-Custom"), nullptr);
+  EXPECT_EQ(*received.FindHeader("X-Custom"), "value 1");
+  ASSERT_NE(received.FindHeader("Authorization"), nullptr);
+  EXPECT_EQ(*received.FindHeader("Authorization"), "AWS4-HMAC-SHA256 Credential=x");
+  ASSERT_NE(received.FindHeader("User-Agent"), nullptr);
+  EXPECT_EQ(*received.FindHeader("User-Agent"), "quarry");
+}
+
+TEST_F(HttpClientTest, PostSendsTheBodyWithoutExpectContinueOrAFormContentType) {
+  StartServer([](const HttpServerRequest& request) { return Plain(201, "got " + request.body); });
+  HttpClientRequest request = Get("/model/x/invoke");
+  request.method = "POST";
+  request.body = std::string(200'000, 'b');  // large enough that libcurl would use Expect
+  const HttpClientResponse response = client_->Send(request);
+
+  ASSERT_EQ(response.outcome, TransportOutcome::kOk) << response.error;
+  EXPECT_EQ(response.status, 201);
+  EXPECT_EQ(response.body, "got " + request.body);
+  const HttpServerRequest received = last_request();
+  EXPECT_EQ(received.method, "POST");
+  EXPECT_EQ(received.body, request.body);
+  EXPECT_EQ(received.FindHeader("Expect"), nullptr);
+  EXPECT_EQ(received.FindHeader("Content-Type"), nullptr);
+  ASSERT_NE(received.FindHeader("Content-Length"), nullptr);
+  EXPECT_EQ(*received.FindHeader("Content-Length"), "200000");
+
+  // A caller's Content-Type is sent as given; other methods carry bodies too.
+  request.method = "PUT";
+  request.body = R"({"a":1})";
+  request.headers = {{"Content-Type", "application/json"}};
+  const HttpClientResponse put = client_->Send(request);
+  ASSERT_EQ(put.outcome, TransportOutcome::kOk) << put.error;
+  EXPECT_EQ(last_request().method, "PUT");
+  EXPECT_EQ(last_request().body, R"({"a":1})");
+  ASSERT_NE(last_request().FindHeader("Content-Type"), nullptr);
+  EXPECT_EQ(*last_request().FindHeader("Content-Type"), "application/json");
+}
+
+TEST_F(HttpClientTest, SendsTheTargetExactlyAsGiven) {
+  StartServer([](const HttpServerRequest&) { return Plain(200, ""); });
+  for (const std::string target :
+       {"/model/a%3A0/invoke?x=1&x=2", "/bucket/a%2Fb/key", "/a/./b/../c%20d?q=%2F%3D", "/%7Euser/A%2f"}) {
+    const HttpClientResponse response = client_->Send(Get(target));
+    ASSERT_EQ(response.outcome, TransportOutcome::kOk) << response.error;
+    EXPECT_EQ(last_request().target, target);
+  }
+}
+
+TEST_F(HttpClientTest, UsesTheProxyFromTheEnvironment) {
+  StartServer([](const HttpServerRequest&) { return Plain(200, "via proxy"); });
+  // The test server plays the proxy: a proxied plain-HTTP request arrives with
+  // the absolute URL as its target.
+  ::setenv("http_proxy", server_->base_url().c_str(), 1);
+  HttpClientRequest request;
+  request.url = "http://bedrock.example.invalid/model/a%3A0/invoke";
+  const HttpClientResponse response = client_->Send(request);
+  ::unsetenv("http_proxy");
+  ASSERT_EQ(response.outcome, TransportOutcome::kOk) << response.error;
+  EXPECT_EQ(response.body, "via proxy");
+  EXPECT_EQ(last_request().target, "http://bedrock.example.invalid/model/a%3A0/invoke");
+}
+
+TEST_F(HttpClientTest, SequentialRequestsReuseOneConnection) {
+  StartServer([](const HttpServerRequest&) { return Plain(200, "ok"); });
+  for (int i = 0; i < 50; ++i) {
+    const HttpClientResponse response = client_->Send(Get("/r" + std::to_string(i)));
+    ASSERT_EQ(response.outcome, TransportOutcome::kOk) << response.error;
+    EXPECT_LE(server_->open_connections(), 2u);
+  }
+  EXPECT_EQ(distinct_remote_addresses(), 1u);
+}
+
+TEST_F(HttpClientTest, StreamsChunksAsTheyArriveAfterOnHeaders) {
+  StartServer([](const HttpServerRequest&) {
+    return Stream({{0ms, "one"}, {150ms, "two"}, {150ms, "three"}}, ResponseEnd::kComplete);
+  });
+  Recorder recorder;
+  ASSERT_TRUE(client_->Start(Get("/stream"), recorder.Callbacks(/*stream=*/true)).ok());
+  ASSERT_TRUE(recorder.Wait());
+
+  const HttpClientResponse response = recorder.response();
+  ASSERT_EQ(response.outcome, TransportOutcome::kOk) << response.error;
+  EXPECT_EQ(response.body, "");  // streamed, not buffered
+  EXPECT_EQ(response.body_bytes, 11u);
+  EXPECT_THAT(recorder.events(),
+              ::testing::ElementsAre("headers 200", "data one", "data two", "data three", "complete"));
+  EXPECT_EQ(client_->in_flight(), 0u);
+}
+
+TEST_F(HttpClientTest, OnDataReturningFalseCancelsTheRequest) {
+  StartServer([](const HttpServerRequest&) {
+    return Stream({{0ms, "first"}}, ResponseEnd::kStallForever);
+  });
+  Recorder recorder;
+  recorder.StopAfterFirstData();
+  ASSERT_TRUE(client_->Start(Get("/stream"), recorder.Callbacks(/*stream=*/true)).ok());
+  ASSERT_TRUE(recorder.Wait());
+  const HttpClientResponse response = recorder.response();
+  EXPECT_EQ(response.outcome, TransportOutcome::kCancelled);
+  EXPECT_THAT(response.error, HasSubstr("on_data"));
+  EXPECT_THAT(recorder.events(), ::testing::ElementsAre("headers 200", "data first", "complete"));
+}
+
+TEST_F(HttpClientTest, CancelFromAnotherThreadEndsAStalledRequest) {
+  StartServer([](const HttpServerRequest&) {
+    HttpResponse response;
+    response.start = ResponseStart::kStallForever;
+    return response;
+  });
+  Recorder recorder;
+  const Result<RequestId> id = client_->Start(Get("/stall"), recorder.Callbacks());
+  ASSERT_TRUE(id.ok());
+  std::thread([&] {
+    std::this_thread::sleep_for(100ms);
+    client_->Cancel(id.value());
+  }).join();
+  ASSERT_TRUE(recorder.Wait());
+  EXPECT_EQ(recorder.response().outcome, TransportOutcome::kCancelled);
+  EXPECT_EQ(recorder.completions(), 1);
+  // Cancelling again, or an id that never existed, is harmless.
+  client_->Cancel(id.value());
+  client_->Cancel(123456);
+}
+
+TEST_F(HttpClientTest, RequestTimeoutEndsASlowResponse) {
+  StartServer([](const HttpServerRequest&) {
+    HttpResponse response = Plain(200, "late");
+    response.delay = 2000ms;
+    return response;
+  });
+  HttpClientRequest request = Get("/slow");
+  request.request_timeout = 300ms;
+  const HttpClientResponse response = client_->Send(request);
+  EXPECT_EQ(response.outcome, TransportOutcome::kRequestTimeout) << response.error;
+  EXPECT_THAT(response.error, HasSubstr("127.0.0.1"));
+  EXPECT_THAT(response.error, HasSubstr("300 ms"));
+  EXPECT_LT(response.elapsed, 1900ms);  // it did not wait for the response
+}
+
+TEST_F(HttpClientTest, IdleTimeoutEndsAStalledStream) {
+  StartServer([](const HttpServerRequest&) {
+    return Stream({{0ms, "0123456789"}}, ResponseEnd::kStallForever);
+  });
+  HttpClientRequest request = Get("/stall");
+  request.idle_timeout = 300ms;
+  const auto started = std::chrono::steady_clock::now();
+  const HttpClientResponse response = client_->Send(request);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);
+  EXPECT_EQ(response.outcome, TransportOutcome::kIdleTimeout) << response.error;
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "0123456789");
+  EXPECT_EQ(response.body_bytes, 10u);
+  EXPECT_THAT(response.error, HasSubstr("idle_timeout 300 ms"));
+  EXPECT_THAT(response.error, HasSubstr("10 body bytes"));
+}
+
+TEST_F(HttpClientTest, ConnectionRefusedIsConnectFailed) {
+  // A port that was free a moment ago and has no listener.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  ::close(fd);
+  const std::string host = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+
+  HttpClientRequest request;
+  request.url = "http://" + host + "/x";
+  const HttpClientResponse response = client_->Send(request);
+  EXPECT_EQ(response.outcome, TransportOutcome::kConnectFailed) << response.error;
+  EXPECT_THAT(response.error, HasSubstr(host));
+  EXPECT_FALSE(response.headers_received);
+  EXPECT_EQ(response.status, 0);
+}
+
+TEST_F(HttpClientTest, ConnectTimeoutWhenTheServerNeverAcceptsTheConnection) {
+  // A listener with a full accept queue: Linux drops further SYNs, so the
+  // client's connect neither succeeds nor fails until it times out.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  std::vector<int> fillers;
+  for (int i = 0; i < 3; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    fillers.push_back(fd);
+  }
+  std::this_thread::sleep_for(50ms);
+
+  HttpClientRequest request;
+  request.url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/x";
+  request.connect_timeout = 300ms;
+  const HttpClientResponse response = client_->Send(request);
+  for (const int fd : fillers) ::close(fd);
+  ::close(listener);
+  EXPECT_EQ(response.outcome, TransportOutcome::kConnectTimeout) << response.error;
+  EXPECT_THAT(response.error, HasSubstr("300 ms"));
+  EXPECT_LT(response.elapsed, 10s);
+}
+
+TEST_F(HttpClientTest, TlsHandshakeFailureIsConnectFailed) {
+  StartServer([](const HttpServerRequest&) { return Plain(200, "plain"); });
+  HttpClientRequest request;
+  request.url = "https://127.0.0.1:" + std::to_string(server_->port()) + "/x";  // not a TLS server
+  const HttpClientResponse response = client_->Send(request);
+  EXPECT_EQ(response.outcome, TransportOutcome::kConnectFailed) << response.error;
+}
+
+TEST_F(HttpClientTest, ResetBeforeTheResponseIsConnectionReset) {
+  StartServer([](const HttpServerRequest&) {
+    HttpResponse response;
+    response.start = ResponseStart::kResetConnection;
+    return response;
+  });
+  const HttpClientResponse response = client_->Send(Get("/reset"));
+  EXPECT_EQ(response.outcome, TransportOutcome::kConnectionReset) << response.error;
+  EXPECT_EQ(response.status, 0);
+}
+
+TEST_F(HttpClientTest, ChunkedStreamCutOffIsConnectionReset) {
+  for (const ResponseEnd end : {ResponseEnd::kCloseConnection, ResponseEnd::kResetConnection}) {
+    StartServer([end](const HttpServerRequest&) {
+      return Stream({{0ms, "part-1"}, {20ms, "part-2"}}, end);
+    });
+    const HttpClientResponse response = client_->Send(Get("/cut"));
+    EXPECT_EQ(response.outcome, TransportOutcome::kConnectionReset)
+        << static_cast<int>(end) << ": " << response.error;
+    EXPECT_EQ(response.status, 200);
+    EXPECT_THAT(response.error, HasSubstr("127.0.0.1"));
+    server_->Stop();
+  }
+}
+
+TEST_F(HttpClientTest, ResponseOverMaxResponseBytesFails) {
+  StartServer([](const HttpServerRequest& request) {
+    if (request.target == "/chunked") {
+      return Stream({{0ms, std::string(600, 'a')}, {0ms, std::string(600, 'b')}}, ResponseEnd::kComplete);
+    }
+    return Plain(200, std::string(10'000, 'x'));
+  });
+  for (const std::string path : {"/sized", "/chunked"}) {
+    HttpClientRequest request = Get(path);
+    request.max_response_bytes = 1000;
+    const HttpClientResponse response = client_->Send(request);
+    EXPECT_EQ(response.outcome, TransportOutcome::kResponseTooLarge) << path << ": " << response.error;
+    EXPECT_LE(response.body.size(), 1000u);
+  }
+  // Exactly at the limit is fine.
+  HttpClientRequest request = Get("/sized");
+  request.max_response_bytes = 10'000;
+  EXPECT_EQ(client_->Send(request).outcome, TransportOutcome::kOk);
+}
+
+TEST_F(HttpClientTest, HttpErrorStatusIsATransportSuccess) {
+  StartServer([](const HttpServerRequest&) { return Plain(500, R"({"message":"boom"})"); });
+  const HttpClientResponse response = client_->Send(Get("/error"));
+  EXPECT_EQ(response.outcome, TransportOutcome::kOk);
+  EXPECT_EQ(response.status, 500);
+  EXPECT_EQ(response.body, R"({"message":"boom"})");
+  EXPECT_EQ(response.error, "");
+}
+
+TEST_F(HttpClientTest, InvalidUrlsAreRejectedWithoutCallingOnComplete) {
+  for (const std::string url : {"ftp://example.com/x", "example.com/x", "http://exa mple.com/", "http://x/a\nb",
+                                "http:///path", "http://x/\x7f"}) {
+    bool completed = false;
+    HttpClientRequest request;
+    request.url = url;
+    HttpCallbacks callbacks;
+    callbacks.on_complete = [&](HttpClientResponse) { completed = true; };
+    const Result<RequestId> id = client_->Start(request, callbacks);
+    ASSERT_FALSE(id.ok()) << url;
+    EXPECT_EQ(id.status().code(), StatusCode::kInvalidArgument) << url;
+    EXPECT_FALSE(completed);
+  }
+  HttpClientRequest request;
+  request.url = "http://127.0.0.1:1/";
+  request.headers = {{"X-Injected", "a\r\nEvil: 1"}};
+  EXPECT_EQ(client_->Start(request, {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->in_flight(), 0u);
+  // Send() reports the rejection in the response.
+  request.headers.clear();
+  request.url = "ftp://x/";
+  const HttpClientResponse response = client_->Send(request);
+  EXPECT_EQ(response.outcome, TransportOutcome::kOther);
+  EXPECT_THAT(response.error, HasSubstr("http://"));
+}
+
+TEST_F(HttpClientTest, AThousandConcurrentRequestsAllCompleteCorrectly) {
+  StartServer([](const HttpServerRequest& request) {
+    HttpResponse response = Plain(200, "reply to " + request.target);
+    response.delay = 50ms;
+    return response;
+  });
+  constexpr int kRequests = 1000;
+  // One connection per request needs ~2 descriptors each (client + server
+  // side). Raise the soft limit; where the hard limit is too low, cap the
+  // client's connections instead (requests then queue for a connection).
+  rlimit limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
+  limit.rlim_cur = limit.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < 2 * kRequests + 500) {
+    HttpClientOptions options;
+    options.max_connections_per_host = 200;
+    client_ = std::move(HttpClient::Create(options)).value();
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  std::vector<HttpClientResponse> responses(kRequests);
+  for (int i = 0; i < kRequests; ++i) {
+    HttpCallbacks callbacks;
+    callbacks.on_complete = [&, i](HttpClientResponse response) {
+      std::lock_guard<std::mutex> lock(mu);
+      responses[i] = std::move(response);
+      ++done;
+      cv.notify_all();
+    };
+    ASSERT_TRUE(client_->Start(Get("/item/" + std::to_string(i)), std::move(callbacks)).ok());
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kGiveUp, [&] { return done == kRequests; })) << done << " completed";
+  }
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_EQ(responses[i].outcome, TransportOutcome::kOk) << i << ": " << responses[i].error;
+    ASSERT_EQ(responses[i].status, 200);
+    ASSERT_EQ(responses[i].body, "reply to /item/" + std::to_string(i));
+  }
+  EXPECT_EQ(client_->in_flight(), 0u);
+}
+
+// More transfers than one libcurl multi handle is given (the client spreads
+// them over several): every response reaches its own request, and Cancel()
+// finds its request among them.
+TEST_F(HttpClientTest, FiveThousandConcurrentRequestsCompleteAndCancelCorrectly) {
+  StartServer([](const HttpServerRequest& request) {
+    HttpResponse response = Plain(200, "reply to " + request.target);
+    response.delay = request.target.rfind("/stall/", 0) == 0 ? 3000ms : 50ms;
+    return response;
+  });
+  constexpr int kRequests = 5000;
+  rlimit limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
+  limit.rlim_cur = limit.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < 2 * kRequests + 500) {
+    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << limit.rlim_max << " is too low for " << kRequests
+                 << " connections; this test did not run";
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  std::vector<HttpClientResponse> responses(kRequests);
+  std::vector<RequestId> ids(kRequests);
+  auto cancelled = [](int i) { return i % 10 == 3; };
+  for (int i = 0; i < kRequests; ++i) {
+    HttpCallbacks callbacks;
+    callbacks.on_complete = [&, i](HttpClientResponse response) {
+      std::lock_guard<std::mutex> lock(mu);
+      responses[i] = std::move(response);
+      ++done;
+      cv.notify_all();
+    };
+    const std::string path = (cancelled(i) ? "/stall/" : "/item/") + std::to_string(i);
+    Result<RequestId> id = client_->Start(Get(path), std::move(callbacks));
+    ASSERT_TRUE(id.ok());
+    ids[i] = id.value();
+  }
+  for (int i = 0; i < kRequests; ++i) {
+    if (cancelled(i)) client_->Cancel(ids[i]);
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kGiveUp, [&] { return done == kRequests; })) << done << " completed";
+  }
+  for (int i = 0; i < kRequests; ++i) {
+    if (cancelled(i)) {
+      ASSERT_EQ(responses[i].outcome, TransportOutcome::kCancelled) << i << ": " << responses[i].error;
+      continue;
+    }
+    ASSERT_EQ(responses[i].outcome, TransportOutcome::kOk) << i << ": " << responses[i].error;
+    ASSERT_EQ(responses[i].body, "reply to /item/" + std::to_string(i));
+  }
+  EXPECT_EQ(client_->in_flight(), 0u);
+}
+
+TEST_F(HttpClientTest, DestructorCancelsRequestsInFlight) {
+  StartServer([](const HttpServerRequest&) {
+    HttpResponse response;
+    response.start = ResponseStart::kStallForever;
+    return response;
+  });
+  constexpr int kRequests = 20;
+  std::atomic<int> cancelled{0};
+  std::atomic<int> completed{0};
+  for (int i = 0; i < kRequests; ++i) {
+    HttpCallbacks callbacks;
+    callbacks.on_complete = [&](HttpClientResponse response) {
+      ++completed;
+      if (response.outcome == TransportOutcome::kCancelled) ++cancelled;
+    };
+    ASSERT_TRUE(client_->Start(Get("/stall"), std::move(callbacks)).ok());
+  }
+  std::this_thread::sleep_for(100ms);  // let some of them reach the server
+  const auto started = std::chrono::steady_clock::now();
+  client_.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_EQ(completed.load(), kRequests);
+  EXPECT_EQ(cancelled.load(), kRequests);
+}
+
+TEST_F(HttpClientTest, ThrowingCallbacksCancelTheRequestAndDoNotEscape) {
+  StartServer([](const HttpServerRequest&) {
+    return Stream({{0ms, "a"}, {10ms, "b"}}, ResponseEnd::kComplete);
+  });
+  {
+    Recorder recorder;
+    HttpCallbacks callbacks = recorder.Callbacks(/*stream=*/true);
+    callbacks.on_headers = [](int, const HttpHeaders&) { throw std::runtime_error("bad headers"); };
+    int data_calls = 0;
+    callbacks.on_data = [&](std::string_view) { ++data_calls; return true; };
+    ASSERT_TRUE(client_->Start(Get("/s"), std::move(callbacks)).ok());
+    ASSERT_TRUE(recorder.Wait());
+    EXPECT_EQ(recorder.response().outcome, TransportOutcome::kCancelled);
+    EXPECT_THAT(recorder.response().error, HasSubstr("bad headers"));
+    EXPECT_EQ(data_calls, 0);
+  }
+  {
+    Recorder recorder;
+    HttpCallbacks callbacks = recorder.Callbacks(/*stream=*/true);
+    int data_calls = 0;
+    callbacks.on_data = [&](std::string_view) -> bool {
+      ++data_calls;
+      throw std::runtime_error("bad data");
+    };
+    ASSERT_TRUE(client_->Start(Get("/s"), std::move(callbacks)).ok());
+    ASSERT_TRUE(recorder.Wait());
+    EXPECT_EQ(recorder.response().outcome, TransportOutcome::kCancelled);
+    EXPECT_THAT(recorder.response().error, HasSubstr("bad data"));
+    EXPECT_EQ(data_calls, 1);
+  }
+  {
+    std::promise<void> thrown;
+    HttpCallbacks callbacks;
+    callbacks.on_complete = [&](HttpClientResponse) {
+      thrown.set_value();
+      throw std::runtime_error("bad completion");
+    };
+    ASSERT_TRUE(client_->Start(Get("/s"), std::move(callbacks)).ok());
+    ASSERT_EQ(thrown.get_future().wait_for(kGiveUp), std::future_status::ready);
+  }
+  // The client still works.
+  EXPECT_EQ(client_->Send(Get("/s")).outcome, TransportOutcome::kOk);
+}
+
+TEST_F(HttpClientTest, SendOnTheLoopThreadReturnsAnErrorInsteadOfDeadlocking) {
+  StartServer([](const HttpServerRequest&) { return Plain(200, "ok"); });
+  std::promise<HttpClientResponse> inner;
+  HttpCallbacks callbacks;
+  callbacks.on_complete = [&](HttpClientResponse) { inner.set_value(client_->Send(Get("/inner"))); };
+  ASSERT_TRUE(client_->Start(Get("/outer"), std::move(callbacks)).ok());
+  auto future = inner.get_future();
+  ASSERT_EQ(future.wait_for(kGiveUp), std::future_status::ready);
+  const HttpClientResponse response = future.get();
+  EXPECT_EQ(response.outcome, TransportOutcome::kOther);
+  EXPECT_THAT(response.error, HasSubstr("loop thread"));
+}
+
+TEST(TransportOutcomeNameTest, NamesEveryOutcome) {
+  EXPECT_EQ(TransportOutcomeName(TransportOutcome::kOk), "ok");
+  EXPECT_EQ(TransportOutcomeName(TransportOutcome::kIdleTimeout), "idle_timeout");
+  EXPECT_EQ(TransportOutcomeName(TransportOutcome::kConnectionReset), "connection_reset");
+}
+
+}  // namespace
+}  // namespace quarry::net

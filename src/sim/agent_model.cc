@@ -336,6 +336,16 @@ std::string ExtractParameter(std::string_view input, const ActionParameterSpec& 
     }
   }
   if (type == "array") return "[]";
+  const bool wants_level = name.find("priority") != std::string::npos || name.find("severity") != std::string::npos ||
+                           name.find("urgency") != std::string::npos;
+  if (wants_level) {
+    // A level, not free text: the first level word of the input, else medium.
+    for (const auto& w : LowerCaseWords(input)) {
+      if (w == "low" || w == "medium" || w == "high" || w == "critical") return w;
+      if (w == "urgent" || w == "asap" || w == "outage") return "high";
+    }
+    return "medium";
+  }
   if (!wants_email && !wants_id) {
     // A free-text parameter (summary, description, query, …): the input itself.
     const std::string trimmed(TrimAsciiWhitespace(input));

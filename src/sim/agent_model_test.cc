@@ -39,7 +39,8 @@ AgentSpec TestAgent() {
   create.parameters = {{"ticket_id", "string", "related ticket", false},
                        {"email", "string", "requester", true},
                        {"priority", "integer", "1-5", false},
-                       {"summary", "string", "what happened", false}};
+                       {"summary", "string", "what happened", false},
+                       {"severity", "string", "low, medium, high or critical", false}};
   create.trigger_words = {"open a ticket", "escalate"};
   draft.actions = {create};
   draft.rules = {{"magic word", "You said the magic word."}};
@@ -274,7 +275,7 @@ TEST_F(AgentModelTest, ScriptedRuleTakesPrecedenceForTheAnswer) {
 
 TEST_F(AgentModelTest, ReturnControlRoundTripAnswersFromTheFunctionResult) {
   const auto first =
-      Events(Run("LIVEALIAS1", Input("Please open a ticket about TCK-123 for ana@example.com, priority 4")));
+      Events(Run("LIVEALIAS1", Input("Please open a ticket about TCK-123 for ana@example.com, priority 4, urgent")));
   const AgentEvent* rc = Find(first, "returnControl");
   ASSERT_NE(rc, nullptr);
   EXPECT_EQ(Find(first, "chunk"), nullptr);
@@ -290,6 +291,7 @@ TEST_F(AgentModelTest, ReturnControlRoundTripAnswersFromTheFunctionResult) {
   EXPECT_EQ(params["email"], "ana@example.com");
   EXPECT_EQ(params["priority"], "4");
   EXPECT_FALSE(params["summary"].empty());
+  EXPECT_EQ(params["severity"], "high");  // a level from "urgent", not the whole input
 
   // Results with the wrong invocationId are rejected and keep the pending call.
   InvokeAgentInput wrong = Input("");

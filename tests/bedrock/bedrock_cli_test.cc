@@ -1,0 +1,371 @@
+// Process-level tests of `quarry bedrock`: the real executable against a real
+// `quarry sim` child (demo world, port 0), as a person would run them.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/process.h"
+#include "tests/support/scratch_dir.h"
+
+namespace quarry::testing {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kHaiku[] = "anthropic.claude-3-haiku-20240307-v1:0";
+constexpr char kReadOnlyKey[] = "AKIAQUARRYREADONLY01";
+constexpr char kReadOnlySecret[] = "quarryReadOnlySecret00000000000000000001";
+
+// A running `quarry sim --port 0 --exit-on-stdin-eof`; closing its stdin
+// stops it.
+class SimProcess {
+ public:
+  bool Start() {
+    int in_pipe[2], out_pipe[2];
+    if (pipe(in_pipe) != 0 || pipe(out_pipe) != 0) return false;
+    pid_ = fork();
+    if (pid_ < 0) return false;
+    if (pid_ == 0) {
+      dup2(in_pipe[0], STDIN_FILENO);
+      dup2(out_pipe[1], STDOUT_FILENO);
+      close(in_pipe[1]);
+      close(out_pipe[0]);
+      execl(QUARRY_BINARY, QUARRY_BINARY, "sim", "--port", "0", "--exit-on-stdin-eof", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(in_pipe[0]);
+    close(out_pipe[1]);
+    stdin_fd_ = in_pipe[1];
+    out_ = fdopen(out_pipe[0], "r");
+    char line[1024];
+    for (int i = 0; i < 5 && fgets(line, sizeof line, out_) != nullptr; ++i) {
+      std::string text(line);
+      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+      if (text.rfind("listening on ", 0) == 0) {
+        vars_["URL"] = text.substr(13);
+      } else if (auto eq = text.find('='); eq != std::string::npos) {
+        vars_[text.substr(0, eq)] = text.substr(eq + 1);
+      }
+    }
+    return vars_.count("URL") && vars_.count("AWS_ACCESS_KEY_ID") && vars_.count("AGENT_ALIAS_ARN");
+  }
+  int Stop() {
+    if (pid_ <= 0) return -1;
+    close(stdin_fd_);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    if (out_ != nullptr) fclose(out_);
+    out_ = nullptr;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  ~SimProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (out_ != nullptr) fclose(out_);
+  }
+  const std::string& var(const std::string& name) { return vars_[name]; }
+
+ private:
+  pid_t pid_ = -1;
+  int stdin_fd_ = -1;
+  FILE* out_ = nullptr;
+  std::map<std::string, std::string> vars_;
+};
+
+class BedrockCliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    sim_ = new SimProcess();
+    ASSERT_TRUE(sim_->Start()) << "quarry sim did not start";
+  }
+  static void TearDownTestSuite() {
+    EXPECT_EQ(sim_->Stop(), 0);
+    delete sim_;
+    sim_ = nullptr;
+  }
+  void SetUp() override {
+    // Each test starts from a clean emulator (faults, counters, sessions).
+    Admin("DELETE", "/_quarry/faults");
+    Admin("POST", "/_quarry/reset");
+  }
+
+  static std::string Url() { return sim_->var("URL"); }
+  static std::string AliasArn() { return sim_->var("AGENT_ALIAS_ARN"); }
+
+  // Runs `quarry bedrock ARGS --endpoint-url SIM` with only the given
+  // credentials in the environment (no shared files, no stray variables).
+  static ProcessResult Bedrock(std::vector<std::string> args, const std::string& key = "",
+                               const std::string& secret = "", std::vector<std::string> extra_env = {}) {
+    std::vector<std::string> argv = {"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent",
+                                     "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"};
+    argv.push_back("AWS_ACCESS_KEY_ID=" + (key.empty() ? sim_->var("AWS_ACCESS_KEY_ID") : key));
+    argv.push_back("AWS_SECRET_ACCESS_KEY=" + (secret.empty() ? sim_->var("AWS_SECRET_ACCESS_KEY") : secret));
+    for (std::string& e : extra_env) argv.push_back(std::move(e));
+    argv.push_back("timeout");
+    argv.push_back("60");
+    argv.push_back(QUARRY_BINARY);
+    argv.push_back("bedrock");
+    for (std::string& a : args) argv.push_back(std::move(a));
+    argv.push_back("--endpoint-url");
+    argv.push_back(Url());
+    return RunProcess(argv);
+  }
+
+  static ProcessResult Admin(const std::string& method, const std::string& path, const std::string& body = "") {
+    std::vector<std::string> argv = {"curl", "-sS", "-X", method, Url() + path};
+    if (!body.empty()) {
+      argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
+    }
+    return RunProcess(argv);
+  }
+
+  static json ParseStdout(const ProcessResult& r) {
+    json j = json::parse(r.stdout_text, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "stdout is not JSON: " << r.stdout_text;
+    return j;
+  }
+
+  static SimProcess* sim_;
+};
+
+SimProcess* BedrockCliTest::sim_ = nullptr;
+
+TEST_F(BedrockCliTest, WhoamiPrintsTheCallerIdentityAndWhereTheCredentialsCameFrom) {
+  ProcessResult r = Bedrock({"whoami", "--region", "us-east-1"});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  json j = ParseStdout(r);
+  EXPECT_EQ(j["account"], "111122223333");
+  EXPECT_EQ(j["arn"], "arn:aws:iam::111122223333:user/quarry-demo");
+  EXPECT_FALSE(j["user_id"].get<std::string>().empty());
+  EXPECT_EQ(j["region"], "us-east-1");
+  EXPECT_FALSE(j["credentials_source"].get<std::string>().empty());
+}
+
+TEST_F(BedrockCliTest, WhoamiWithAnAssumeRoleProfileCallsStsAssumeRoleFirst) {
+  ScratchDir dir;
+  const std::string config = dir.Write("config",
+                                       "[profile src]\nregion = us-east-1\n"
+                                       "[profile invoker]\nrole_arn = arn:aws:iam::111122223333:role/quarry-invoker\n"
+                                       "source_profile = src\nregion = us-east-1\n");
+  const std::string credentials = dir.Write("credentials",
+                                            "[src]\naws_access_key_id = " + sim_->var("AWS_ACCESS_KEY_ID") +
+                                                "\naws_secret_access_key = " + sim_->var("AWS_SECRET_ACCESS_KEY") + "\n");
+  ProcessResult r = RunProcess({"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "AWS_CONFIG_FILE=" + config,
+                                "AWS_SHARED_CREDENTIALS_FILE=" + credentials, "timeout", "60", QUARRY_BINARY, "bedrock",
+                                "whoami", "--profile", "invoker", "--endpoint-url", Url()});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  json j = ParseStdout(r);
+  EXPECT_EQ(j["arn"].get<std::string>().rfind("arn:aws:sts::111122223333:assumed-role/quarry-invoker/", 0), 0u)
+      << r.stdout_text;
+  EXPECT_NE(j["credentials_source"].get<std::string>().find("invoker"), std::string::npos) << r.stdout_text;
+  EXPECT_EQ(j["region"], "us-east-1");
+}
+
+TEST_F(BedrockCliTest, NoCredentialsAnywhereFailsBeforeAnyRequest) {
+  ProcessResult r = RunProcess({"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "AWS_CONFIG_FILE=/dev/null",
+                                "AWS_SHARED_CREDENTIALS_FILE=/dev/null", QUARRY_BINARY, "bedrock", "whoami", "--region",
+                                "us-east-1", "--endpoint-url", Url()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(r.stdout_text.empty());
+  EXPECT_NE(r.stderr_text.find("AWS_ACCESS_KEY_ID"), std::string::npos) << r.stderr_text;
+}
+
+TEST_F(BedrockCliTest, ModelsListsClaudeTargetsByDefaultAndEverythingWithAll) {
+  ProcessResult r = Bedrock({"models", "--region", "us-east-1"});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  json j = ParseStdout(r);
+  ASSERT_TRUE(j["targets"].is_array());
+  bool haiku = false;
+  for (const json& t : j["targets"]) {
+    EXPECT_EQ(t["provider"], "Anthropic") << t.dump();
+    if (t["id"] == kHaiku) haiku = true;
+  }
+  EXPECT_TRUE(haiku) << r.stdout_text;
+
+  ProcessResult all = Bedrock({"models", "--all", "--region", "us-east-1"});
+  ASSERT_EQ(all.exit_code, 0) << all.stderr_text;
+  EXPECT_NE(all.stdout_text.find("amazon.titan-text-express"), std::string::npos);
+  EXPECT_EQ(r.stdout_text.find("amazon.titan-text-express"), std::string::npos);
+}
+
+TEST_F(BedrockCliTest, InvokeModelPrintsTextStopReasonAndUsage) {
+  ProcessResult r = Bedrock({"invoke-model", "--region", "us-east-1", "--model", kHaiku, "--prompt", "Say hello",
+                             "--system", "Be brief.", "--max-tokens", "200", "--temperature", "0.5"});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  json j = ParseStdout(r);
+  EXPECT_EQ(j["api"], "InvokeModel");
+  EXPECT_FALSE(j["text"].get<std::string>().empty());
+  EXPECT_EQ(j["content"][0]["type"], "text");
+  EXPECT_FALSE(j["stop_reason"].get<std::string>().empty());
+  EXPECT_GT(j["usage"]["input_tokens"].get<int>(), 0);
+  EXPECT_GT(j["usage"]["output_tokens"].get<int>(), 0);
+  EXPECT_TRUE(r.stderr_text.empty()) << r.stderr_text;
+}
+
+TEST_F(BedrockCliTest, InvokeModelStreamPrintsExactlyTheTextOfTheJsonResult) {
+  ProcessResult full = Bedrock({"invoke-model", "--region", "us-east-1", "--model", kHaiku, "--prompt", "Tell me a story"});
+  ASSERT_EQ(full.exit_code, 0) << full.stderr_text;
+  ProcessResult streamed = Bedrock({"invoke-model", "--region", "us-east-1", "--model", kHaiku, "--prompt",
+                                    "Tell me a story", "--stream"});
+  ASSERT_EQ(streamed.exit_code, 0) << streamed.stderr_text;
+  EXPECT_EQ(streamed.stdout_text, ParseStdout(full)["text"].get<std::string>());
+
+  ProcessResult streamed_json = Bedrock({"invoke-model", "--region", "us-east-1", "--model", kHaiku, "--prompt",
+                                         "Tell me a story", "--stream", "--json"});
+  ASSERT_EQ(streamed_json.exit_code, 0) << streamed_json.stderr_text;
+  EXPECT_EQ(ParseStdout(streamed_json)["api"], "InvokeModelWithResponseStream");
+  EXPECT_EQ(ParseStdout(streamed_json)["text"], ParseStdout(full)["text"]);
+}
+
+TEST_F(BedrockCliTest, InvokeModelWithConverseAndConverseStream) {
+  ProcessResult r = Bedrock({"invoke-model", "--region", "us-east-1", "--model", kHaiku, "--prompt", "Hi", "--converse"});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  json j = ParseStdout(r);
+  EXPECT_EQ(j["api"], "Converse");
+  EXPECT_FALSE(j["text"].get<std::string>().empty());
+  ProcessResult s = Bedrock({"invoke-model", "--region", "us-east-1", "--model", kHaiku, "--prompt", "Hi", "--converse",
+                             "--stream"});
+  ASSERT_EQ(s.exit_code, 0) << s.stderr_text;
+  EXPECT_EQ(s.stdout_text, j["text"].get<std::string>());
+}
+
+TEST_F(BedrockCliTest, InvokeAgentAnswersWithCitationsAndTraces) {
+  ProcessResult r = Bedrock({"invoke-agent", "--alias-arn", AliasArn(), "--prompt", "How do I reset my VPN password?",
+                             "--session-id", "cli-test-1", "--trace", "--end-session"});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  json j = ParseStdout(r);
+  EXPECT_FALSE(j["completion"].get<std::string>().empty());
+  EXPECT_TRUE(j["citations"].is_array());
+  EXPECT_GT(j["traces"].get<int>(), 0);
+  EXPECT_EQ(j["session_id"], "cli-test-1");
+}
+
+TEST_F(BedrockCliTest, InvokeAgentStreamPrintsTheCompletionText) {
+  ProcessResult full = Bedrock({"invoke-agent", "--alias-arn", AliasArn(), "--prompt", "My printer is jammed",
+                                "--session-id", "cli-test-2"});
+  ASSERT_EQ(full.exit_code, 0) << full.stderr_text;
+  ProcessResult streamed = Bedrock({"invoke-agent", "--alias-arn", AliasArn(), "--prompt", "My printer is jammed",
+                                    "--session-id", "cli-test-3", "--stream"});
+  ASSERT_EQ(streamed.exit_code, 0) << streamed.stderr_text;
+  EXPECT_FALSE(streamed.stdout_text.empty());
+  EXPECT_EQ(streamed.stdout_text, ParseStdout(full)["completion"].get<std::string>());
+}
+
+TEST_F(BedrockCliTest, InvokeAgentReportsReturnOfControl) {
+  ProcessResult r = Bedrock({"invoke-agent", "--alias-arn", AliasArn(), "--prompt",
+                             "Please open a ticket: my laptop will not boot", "--session-id", "cli-test-4"});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  json j = ParseStdout(r);
+  ASSERT_TRUE(j.contains("return_control")) << r.stdout_text;
+  EXPECT_EQ(j["return_control"]["invocations"][0]["function"], "create_ticket");
+}
+
+TEST_F(BedrockCliTest, AliasReportsAPreparedAliasAndOneWithoutAVersion) {
+  ProcessResult good = Bedrock({"alias", "--alias-arn", AliasArn()});
+  ASSERT_EQ(good.exit_code, 0) << good.stderr_text;
+  json g = ParseStdout(good);
+  EXPECT_EQ(g["exists"], true);
+  EXPECT_EQ(g["agent_version"], "1");
+  EXPECT_EQ(g["prepared"], true);
+
+  ProcessResult none = Bedrock(
+      {"alias", "--alias-arn", "arn:aws:bedrock:us-east-1:111122223333:agent-alias/HELPDESK01/NOVERSION1"});
+  ASSERT_EQ(none.exit_code, 0) << none.stderr_text;
+  json n = ParseStdout(none);
+  EXPECT_EQ(n["exists"], true);
+  EXPECT_EQ(n["has_version"], false);
+  EXPECT_EQ(n["prepared"], false);
+  EXPECT_NE(n["note"].get<std::string>().find("no agent version"), std::string::npos);
+}
+
+TEST_F(BedrockCliTest, AccessDeniedForTheRestrictedUserExplainsTheFixOnStderr) {
+  ProcessResult r = Bedrock({"invoke-agent", "--alias-arn", AliasArn(), "--prompt", "hello"}, kReadOnlyKey,
+                            kReadOnlySecret);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(r.stdout_text.empty()) << r.stdout_text;
+  EXPECT_NE(r.stderr_text.find("AccessDeniedException"), std::string::npos) << r.stderr_text;
+  EXPECT_NE(r.stderr_text.find("bedrock:InvokeAgent"), std::string::npos) << r.stderr_text;
+  // The troubleshooting entry follows the error: its causes and fixes.
+  EXPECT_NE(r.stderr_text.find("quarry-readonly"), std::string::npos) << r.stderr_text;
+  EXPECT_GT(r.stderr_text.size(), 300u) << r.stderr_text;
+}
+
+TEST_F(BedrockCliTest, ThrottlingIsRetriedUntilItSucceeds) {
+  ProcessResult added =
+      Admin("POST", "/_quarry/faults", R"({"kind": "throttle", "operation": "InvokeModel", "count": 2})");
+  ASSERT_EQ(added.exit_code, 0) << added.stderr_text;
+  ProcessResult r = Bedrock({"invoke-model", "--region", "us-east-1", "--model", kHaiku, "--prompt", "Hi"});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_EQ(ParseStdout(r)["attempts"], 3);
+  ProcessResult counters = Admin("GET", "/_quarry/counters");
+  json c = json::parse(counters.stdout_text, nullptr, false);
+  EXPECT_EQ(c["operations"]["InvokeModel"]["ThrottlingException"], 2) << counters.stdout_text;
+  EXPECT_EQ(c["operations"]["InvokeModel"]["ok"], 1) << counters.stdout_text;
+}
+
+TEST_F(BedrockCliTest, ThrottlingBeyondTheAttemptsFailsWithTheThrottlingEntry) {
+  Admin("POST", "/_quarry/faults", R"({"kind": "throttle", "operation": "InvokeModel", "count": 5})");
+  ProcessResult r =
+      Bedrock({"invoke-model", "--region", "us-east-1", "--model", kHaiku, "--prompt", "Hi", "--max-attempts", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(r.stdout_text.empty());
+  EXPECT_NE(r.stderr_text.find("ThrottlingException"), std::string::npos) << r.stderr_text;
+}
+
+TEST_F(BedrockCliTest, ABadRegionFailsBeforeAnyRequest) {
+  ProcessResult r = Bedrock({"whoami", "--region", "us-east-1a"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(r.stdout_text.empty());
+  EXPECT_NE(r.stderr_text.find("region"), std::string::npos) << r.stderr_text;
+  ProcessResult counters = Admin("GET", "/_quarry/counters");
+  EXPECT_EQ(json::parse(counters.stdout_text, nullptr, false)["total"], 0) << counters.stdout_text;
+}
+
+TEST_F(BedrockCliTest, ABaseAgentArnIsRefusedWithTheAliasArnToUseInstead) {
+  ProcessResult r = Bedrock({"invoke-agent", "--alias-arn", "arn:aws:bedrock:us-east-1:111122223333:agent/HELPDESK01",
+                             "--prompt", "hello"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(r.stdout_text.empty());
+  EXPECT_NE(r.stderr_text.find("agent-alias/HELPDESK01/"), std::string::npos) << r.stderr_text;
+  ProcessResult a = Bedrock({"alias", "--alias-arn", "arn:aws:bedrock:us-east-1:111122223333:agent/HELPDESK01"});
+  EXPECT_EQ(a.exit_code, 2);
+  ProcessResult counters = Admin("GET", "/_quarry/counters");
+  EXPECT_EQ(json::parse(counters.stdout_text, nullptr, false)["total"], 0) << counters.stdout_text;
+}
+
+TEST_F(BedrockCliTest, AnAliasArnOfAnotherRegionThanTheConfiguredOneIsRefused) {
+  ProcessResult r = Bedrock({"alias", "--alias-arn", AliasArn(), "--region", "us-west-2"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.stderr_text.find("--region us-east-1"), std::string::npos) << r.stderr_text;
+}
+
+TEST_F(BedrockCliTest, BearerTokenWorksForModelsButIsRefusedForAgents) {
+  ProcessResult models = Bedrock({"models", "--region", "us-east-1", "--bearer-token", "ABSKquarrydemoapikey0001"});
+  EXPECT_EQ(models.exit_code, 0) << models.stderr_text;
+  ProcessResult agent = Bedrock(
+      {"invoke-agent", "--alias-arn", AliasArn(), "--prompt", "hi", "--bearer-token", "ABSKquarrydemoapikey0001"});
+  EXPECT_EQ(agent.exit_code, 2);
+  EXPECT_NE(agent.stderr_text.find("API keys"), std::string::npos) << agent.stderr_text;
+}
+
+TEST_F(BedrockCliTest, AWrongSecretFailsWithTheInvalidCredentialsEntry) {
+  ProcessResult r = Bedrock({"whoami", "--region", "us-east-1"}, "AKIAQUARRYDEMO000001", "wrong-secret-0000000000000");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(r.stdout_text.empty());
+  EXPECT_NE(r.stderr_text.find("SignatureDoesNotMatch"), std::string::npos) << r.stderr_text;
+}
+
+}  // namespace
+}  // namespace quarry::testing
