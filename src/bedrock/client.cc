@@ -27,15 +27,6 @@ namespace {
 // parses at most 256 KiB anyway).
 constexpr size_t kMaxErrorBodyBytes = 256 * 1024;
 
-std::string NewInvocationId() {
-  std::string b = SecureRandomBytes(16);
-  b[6] = static_cast<char>((b[6] & 0x0f) | 0x40);
-  b[8] = static_cast<char>((b[8] & 0x3f) | 0x80);
-  std::string hex = HexEncode(b);
-  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
-         hex.substr(20);
-}
-
 milliseconds Remaining(MonotonicTime deadline, MonotonicTime now) {
   if (deadline == MonotonicTime::max()) return milliseconds::max();
   if (now >= deadline) return milliseconds(0);
@@ -422,7 +413,7 @@ class BedrockClient::Impl {
     const milliseconds overall = ex.options.overall_deadline.value_or(options_.deadlines.overall_deadline);
     state->deadline = clock_.MonotonicNow() + overall;
     state->token = strategy_.AcquireInitialToken(state->deadline);
-    state->invocation_id = NewInvocationId();
+    state->invocation_id = RandomUuid();
     {
       std::lock_guard<std::mutex> lock(registry_mutex_);
       if (shutting_down_) {
@@ -1369,7 +1360,7 @@ CallHandle BedrockClient::InvokeAgent(const InvokeAgentRequest& request, AgentCa
   ex.context.agent_alias_arn = request.agent_alias_arn;
   ex.options = request.options;
   Status pre;
-  std::string session_id = request.session_id.empty() ? NewInvocationId() : request.session_id;
+  std::string session_id = request.session_id.empty() ? RandomUuid() : request.session_id;
   auto arn = aws::ParseAgentAliasArn(request.agent_alias_arn);
   if (!arn.ok()) {
     pre = arn.status();

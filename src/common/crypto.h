@@ -62,4 +62,8 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b);
 // is no safe fallback.
 std::string SecureRandomBytes(size_t count);
 
+// A random (version 4) UUID in its 8-4-4-4-12 lower-case hex form, as AWS
+// request ids and SDK invocation ids are written.
+std::string RandomUuid();
+
 }  // namespace quarry

@@ -45,5 +45,14 @@ TEST(CryptoTest, SecureRandomBytesHaveTheRequestedLength) {
   EXPECT_NE(SecureRandomBytes(16), SecureRandomBytes(16));
 }
 
+TEST(CryptoTest, RandomUuidIsVersionFourInCanonicalForm) {
+  const std::string uuid = RandomUuid();
+  ASSERT_EQ(uuid.size(), 36u);
+  EXPECT_EQ(uuid[8], '-');
+  EXPECT_EQ(uuid[14], '4');
+  EXPECT_NE(std::string("89ab").find(uuid[19]), std::string::npos);
+  EXPECT_NE(RandomUuid(), uuid);
+}
+
 }  // namespace
 }  // namespace quarry

@@ -27,15 +27,6 @@ constexpr std::string_view kResourceNotFound =
 constexpr std::string_view kEventStreamType = "application/vnd.amazon.eventstream";
 constexpr std::string_view kProfileTimestamp = "2024-08-27T00:00:00Z";
 
-std::string NewRequestId() {
-  std::string b = SecureRandomBytes(16);
-  b[6] = static_cast<char>((b[6] & 0x0f) | 0x40);
-  b[8] = static_cast<char>((b[8] & 0x3f) | 0x80);
-  std::string hex = HexEncode(b);
-  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
-         hex.substr(20);
-}
-
 // Upper-case letters and digits derived from `seed`: stable ids (AIDA..., AROA...).
 std::string DerivedId(std::string_view prefix, std::string_view seed, size_t length) {
   static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -213,7 +204,7 @@ net::HttpResponse Emulator::Handle(const net::HttpServerRequest& request) {
   if (raw_path.rfind("/_quarry/", 0) == 0) return HandleAdmin(request, raw_path);
 
   Call call;
-  call.request_id = NewRequestId();
+  call.request_id = RandomUuid();
   call.method = request.method;
   call.query = ParseForm(raw_query);
   bool bad_path = raw_path.empty() || raw_path[0] != '/';
@@ -1505,7 +1496,7 @@ void Emulator::Reset() {
 
 net::HttpResponse Emulator::HandleAdmin(const net::HttpServerRequest& request, std::string_view path) {
   const std::string& m = request.method;
-  const std::string id = NewRequestId();
+  const std::string id = RandomUuid();
   if (path == "/_quarry/healthz" && m == "GET") return JsonResponse({{"status", "ok"}}, id);
   if (path == "/_quarry/counters" && m == "GET") return JsonResponse(CountersJson(), id);
   if (path == "/_quarry/requests" && m == "GET") return JsonResponse(RequestLogJson(), id);

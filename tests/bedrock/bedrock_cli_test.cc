@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/process.h"
+#include "tests/support/sim_process.h"
 #include "tests/support/scratch_dir.h"
 
 namespace quarry::testing {
@@ -25,70 +26,11 @@ constexpr char kHaiku[] = "anthropic.claude-3-haiku-20240307-v1:0";
 constexpr char kReadOnlyKey[] = "AKIAQUARRYREADONLY01";
 constexpr char kReadOnlySecret[] = "quarryReadOnlySecret00000000000000000001";
 
-// A running `quarry sim --port 0 --exit-on-stdin-eof`; closing its stdin
-// stops it.
-class SimProcess {
- public:
-  bool Start() {
-    int in_pipe[2], out_pipe[2];
-    if (pipe(in_pipe) != 0 || pipe(out_pipe) != 0) return false;
-    pid_ = fork();
-    if (pid_ < 0) return false;
-    if (pid_ == 0) {
-      dup2(in_pipe[0], STDIN_FILENO);
-      dup2(out_pipe[1], STDOUT_FILENO);
-      close(in_pipe[1]);
-      close(out_pipe[0]);
-      execl(QUARRY_BINARY, QUARRY_BINARY, "sim", "--port", "0", "--exit-on-stdin-eof", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(in_pipe[0]);
-    close(out_pipe[1]);
-    stdin_fd_ = in_pipe[1];
-    out_ = fdopen(out_pipe[0], "r");
-    char line[1024];
-    for (int i = 0; i < 5 && fgets(line, sizeof line, out_) != nullptr; ++i) {
-      std::string text(line);
-      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-      if (text.rfind("listening on ", 0) == 0) {
-        vars_["URL"] = text.substr(13);
-      } else if (auto eq = text.find('='); eq != std::string::npos) {
-        vars_[text.substr(0, eq)] = text.substr(eq + 1);
-      }
-    }
-    return vars_.count("URL") && vars_.count("AWS_ACCESS_KEY_ID") && vars_.count("AGENT_ALIAS_ARN");
-  }
-  int Stop() {
-    if (pid_ <= 0) return -1;
-    close(stdin_fd_);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    if (out_ != nullptr) fclose(out_);
-    out_ = nullptr;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  ~SimProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (out_ != nullptr) fclose(out_);
-  }
-  const std::string& var(const std::string& name) { return vars_[name]; }
-
- private:
-  pid_t pid_ = -1;
-  int stdin_fd_ = -1;
-  FILE* out_ = nullptr;
-  std::map<std::string, std::string> vars_;
-};
-
 class BedrockCliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     sim_ = new SimProcess();
-    ASSERT_TRUE(sim_->Start()) << "quarry sim did not start";
+    ASSERT_TRUE(sim_->Start(QUARRY_BINARY)) << "quarry sim did not start";
   }
   static void TearDownTestSuite() {
     EXPECT_EQ(sim_->Stop(), 0);

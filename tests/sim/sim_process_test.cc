@@ -13,75 +13,14 @@
 #include <vector>
 
 #include "tests/support/process.h"
+#include "tests/support/sim_process.h"
 
 namespace quarry::testing {
 namespace {
 
-// A running `quarry sim --port 0 --exit-on-stdin-eof`; closing its stdin
-// stops it.
-class SimProcess {
- public:
-  bool Start() {
-    int in_pipe[2], out_pipe[2];
-    if (pipe(in_pipe) != 0 || pipe(out_pipe) != 0) return false;
-    pid_ = fork();
-    if (pid_ < 0) return false;
-    if (pid_ == 0) {
-      dup2(in_pipe[0], STDIN_FILENO);
-      dup2(out_pipe[1], STDOUT_FILENO);
-      close(in_pipe[1]);
-      close(out_pipe[0]);
-      execl(QUARRY_BINARY, QUARRY_BINARY, "sim", "--port", "0", "--exit-on-stdin-eof", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(in_pipe[0]);
-    close(out_pipe[1]);
-    stdin_fd_ = in_pipe[1];
-    FILE* out = fdopen(out_pipe[0], "r");
-    // The five announced lines, then stop reading (the pipe stays open).
-    char line[1024];
-    for (int i = 0; i < 5 && fgets(line, sizeof line, out) != nullptr; ++i) {
-      std::string text(line);
-      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-      if (text.rfind("listening on ", 0) == 0) {
-        vars_["URL"] = text.substr(13);
-      } else if (auto eq = text.find('='); eq != std::string::npos) {
-        vars_[text.substr(0, eq)] = text.substr(eq + 1);
-      }
-    }
-    out_ = out;
-    return vars_.count("URL") && vars_.count("AWS_ACCESS_KEY_ID") && vars_.count("AGENT_ALIAS_ARN");
-  }
-  // Closes stdin and waits: the exit status of a clean stop.
-  int Stop() {
-    if (pid_ <= 0) return -1;
-    close(stdin_fd_);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    if (out_ != nullptr) fclose(out_);
-    out_ = nullptr;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  ~SimProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (out_ != nullptr) fclose(out_);
-  }
-  const std::string& var(const std::string& name) { return vars_[name]; }
-
- private:
-  pid_t pid_ = -1;
-  int stdin_fd_ = -1;
-  FILE* out_ = nullptr;
-  std::map<std::string, std::string> vars_;
-};
-
 TEST(SimProcessTest, AnnouncesAddressAndDemoCredentialsThenStopsOnStdinEof) {
   SimProcess sim;
-  ASSERT_TRUE(sim.Start());
+  ASSERT_TRUE(sim.Start(QUARRY_BINARY));
   EXPECT_EQ(sim.var("AWS_ACCESS_KEY_ID"), "AKIAQUARRYDEMO000001");
   EXPECT_EQ(sim.var("AWS_REGION"), "us-east-1");
   EXPECT_EQ(sim.var("AGENT_ALIAS_ARN"), "arn:aws:bedrock:us-east-1:111122223333:agent-alias/HELPDESK01/PRODALIAS1");
@@ -108,7 +47,7 @@ TEST(SimProcessTest, Boto3DrivesEveryOperationOfTheFiveServices) {
                     "(all five services, shapes, exceptions, faults, counters) did not run. Install boto3 >= 1.43.";
   }
   SimProcess sim;
-  ASSERT_TRUE(sim.Start());
+  ASSERT_TRUE(sim.Start(QUARRY_BINARY));
   ProcessResult result = RunProcess({"timeout", "60", python->interpreter, QUARRY_SIM_TEST_DIR "/sim_boto3_check.py",
                                      sim.var("URL"), sim.var("AWS_ACCESS_KEY_ID"), sim.var("AWS_SECRET_ACCESS_KEY"),
                                      sim.var("AWS_REGION"), sim.var("AGENT_ALIAS_ARN")});
@@ -124,7 +63,7 @@ TEST(SimProcessTest, AwsCliListsFoundationModels) {
                     "against `quarry sim` did not run.";
   }
   SimProcess sim;
-  ASSERT_TRUE(sim.Start());
+  ASSERT_TRUE(sim.Start(QUARRY_BINARY));
   ProcessResult result = RunProcess(
       {"env", "AWS_ACCESS_KEY_ID=" + sim.var("AWS_ACCESS_KEY_ID"), "AWS_SECRET_ACCESS_KEY=" + sim.var("AWS_SECRET_ACCESS_KEY"),
        "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=", "timeout", "60", "aws",
