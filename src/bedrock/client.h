@@ -22,9 +22,11 @@
 // the caller. The overall deadline bounds the whole chain (attempt timeouts are
 // clipped to it). Retry delays wait on a timer thread owned by the client (one
 // thread, a priority queue of due times, joined by the destructor). Every
-// attempt, the first included, is built, signed and handed to the HTTP client
-// on that thread, so getting credentials (which may block for a refresh) never
-// blocks the caller or the HTTP loop thread, and no thread sleeps.
+// attempt of an asynchronous call, the first included, is built, signed and
+// handed to the HTTP client on that thread, so getting credentials (which may
+// block for a refresh) never blocks the caller or the HTTP loop thread, and no
+// thread sleeps; the blocking wrappers start their first attempt on the
+// calling thread, which is about to wait anyway.
 //
 // No call can wait forever: every attempt has a connect timeout, an attempt
 // timeout, an idle timeout (no bytes for that long ends a stalled stream with
