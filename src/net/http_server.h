@@ -82,6 +82,42 @@ struct HttpResponse {
 
 using HttpHandler = std::function<HttpResponse(const HttpServerRequest&)>;
 
+// The answer to one request, given later and possibly from another thread:
+// what an application server needs for handlers that block (a database
+// write on a worker pool), wait (a Bedrock call), or stream (server-sent
+// events).
+//
+// Exactly one of these sequences, once:
+//   Send(response)                      a complete scripted response, as from an HttpHandler
+//   BeginStream(...) Write(...)* End()  a chunked response produced over time
+// Calls out of that order are ignored (and logged). Writes are queued and sent
+// in order; Write() never blocks. The queue is bounded: when more than
+// `max_queued_bytes` wait unsent (a slow reader), Write() returns false, the
+// connection is closed and later writes are dropped; the producer must stop.
+// Write() also returns false once the client has gone away (closed, reset,
+// Stop()); `closed()` tells the same without writing.
+// If the Responder is destroyed without a response (a handler bug), the
+// server answers 500 with a JSON message. After BeginStream, the connection
+// is not reused unless End() completed the stream.
+//
+// Thread safety: all methods may be called from any thread; calls from several
+// threads are serialized, in the order they took the Responder's lock.
+class Responder {
+ public:
+  virtual ~Responder() = default;
+  virtual void Send(HttpResponse response) = 0;
+  virtual void BeginStream(int status, HeaderFields headers) = 0;
+  virtual bool Write(std::string bytes) = 0;
+  virtual void End() = 0;
+  virtual bool closed() const = 0;
+};
+
+// An asynchronous handler: called on an I/O thread with the request (moved
+// in) and the Responder; it must return quickly (hand blocking work to
+// another thread) and answer through the Responder, now or later.
+using AsyncHttpHandler =
+    std::function<void(HttpServerRequest request, std::shared_ptr<Responder> responder)>;
+
 struct HttpServerOptions {
   std::string host = "127.0.0.1";  // an IP literal; the server never resolves names
   int port = 0;                    // 0 picks a free port (see HttpServer::port())
@@ -90,6 +126,13 @@ struct HttpServerOptions {
   size_t max_header_bytes = 64 * 1024;      // larger headers get 431
   std::chrono::seconds idle_timeout{60};    // an idle keep-alive connection is closed
   std::chrono::seconds read_timeout{30};    // a request must arrive within this once started
+  // Async handlers: unsent bytes a stream may queue before the connection is
+  // closed as a slow reader (see Responder).
+  size_t max_queued_bytes = 4 * 1024 * 1024;
+  // Async handlers: an idle stream (no Write for this long) gets no special
+  // treatment; the producer owns keep-alives (SSE comments). A response that
+  // never starts is answered 504 after this long, so no request waits forever.
+  std::chrono::seconds response_timeout{300};
 };
 
 class HttpServer {
@@ -99,6 +142,9 @@ class HttpServer {
   // bound (the message names the address and the system error).
   static Result<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
                                                    HttpHandler handler);
+  // The same, with an asynchronous handler (see Responder).
+  static Result<std::unique_ptr<HttpServer>> StartAsync(const HttpServerOptions& options,
+                                                        AsyncHttpHandler handler);
   virtual ~HttpServer() = default;
 
   // The bound port (the real one when options.port was 0).
