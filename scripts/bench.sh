@@ -42,3 +42,7 @@ echo "== Bedrock emulator under load"
 echo
 echo "== Bedrock client against the emulator: CPU per call, throughput, 10,000 concurrent agents"
 /usr/bin/python3 scripts/bench_client.py "$build_dir"
+
+echo
+echo "== Record creation through the REST API on SQLite (durable), wrk"
+bash scripts/bench_records.sh "$build_dir" 10 16 32 64

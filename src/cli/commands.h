@@ -20,5 +20,9 @@ void RegisterDemoCommand(CLI::App& app);
 void RegisterSimCommand(CLI::App& app);
 // quarry bedrock whoami | models | invoke-model | invoke-agent | alias
 void RegisterBedrockCommand(CLI::App& app);
+// quarry serve [--config FILE] [--port N] [--data-dir DIR] [--db URL] [--embedded-sim]
+void RegisterServeCommand(CLI::App& app);
+// quarry login | providers | models | services | apps | records | agents | chat
+void RegisterClientCommands(CLI::App& app);
 
 }  // namespace quarry::cli

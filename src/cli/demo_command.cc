@@ -8,7 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <stdlib.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <iostream>
 #include <random>
 #include <string>
@@ -273,12 +276,38 @@ void RunProtocolDemo() {
 }
 
 void RegisterDemoCommand(CLI::App& app) {
+  struct Flags {
+    bool protocol = false;
+    bool exit_when_done = false;
+    int port = 8080;
+    std::string data_dir;
+  };
+  auto flags = std::make_shared<Flags>();
   CLI::App* demo = app.add_subcommand("demo", "Show the main job on the embedded defaults");
-  demo->callback([] {
-    RunProtocolDemo();
-    RunEmulatorDemo();
-    std::cout << "\nDone. Run `quarry sim` to keep an emulator running and point boto3, the AWS CLI or\n"
-                 "`quarry bedrock` at it (docs/emulator.md, docs/bedrock-cli.md).\n";
+  demo->add_flag("--protocol", flags->protocol,
+                 "Also show the protocol tour first: SigV4, event streams, the client against the emulator");
+  demo->add_flag("--exit", flags->exit_when_done, "Stop after the walkthrough instead of serving");
+  demo->add_option("--port", flags->port, "Port for the server (a free one if taken)")->capture_default_str();
+  demo->add_option("--data-dir", flags->data_dir, "Where the demo keeps its data (default: a new temp dir)");
+  demo->callback([flags] {
+    if (flags->protocol) {
+      RunProtocolDemo();
+      RunEmulatorDemo();
+      std::cout << "\n";
+    }
+    PlatformDemoOptions options;
+    options.port = flags->port;
+    options.exit_when_done = flags->exit_when_done;
+    options.data_dir = flags->data_dir;
+    if (options.data_dir.empty()) {
+      std::string pattern = (std::filesystem::temp_directory_path() / "quarry-demo-XXXXXX").string();
+      if (::mkdtemp(pattern.data()) == nullptr) {
+        std::cerr << "demo failed: cannot create a temporary directory; pass --data-dir\n";
+        throw CLI::RuntimeError(1);
+      }
+      options.data_dir = pattern;
+    }
+    RunPlatformDemo(options);
   });
 }
 

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "cli/keys_command.h"
 #include "common/log.h"
 
 int main(int argc, char** argv) {
@@ -22,6 +23,9 @@ int main(int argc, char** argv) {
   quarry::cli::RegisterDemoCommand(app);
   quarry::cli::RegisterSimCommand(app);
   quarry::cli::RegisterBedrockCommand(app);
+  quarry::cli::RegisterServeCommand(app);
+  quarry::cli::RegisterKeysCommand(app);
+  quarry::cli::RegisterClientCommands(app);
 
   app.parse_complete_callback([&] {
     const quarry::Status status = quarry::InitLogging({.level = log_level});

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "store/database.h"
 
 namespace quarry::domain {
 
@@ -35,5 +36,29 @@ Status DecodeCursor(std::string_view cursor, std::string* sort_value, std::strin
 // From query parameters: limit missing = 50; non-numeric, < 1 or > 500 is
 // InvalidArgument saying the allowed range.
 Result<PageRequest> ParsePageRequest(std::string_view limit, std::string_view cursor);
+
+// The common listing: rows ordered by (created_at, id). Appends to `sql` (a
+// SELECT whose WHERE clause is already open) the condition that skips to the
+// cursor, the ORDER BY and a LIMIT of one row more than the page, which tells
+// TakeKeysetPage whether a next page exists. Parameters are appended to
+// `params` and numbered after the ones already there.
+enum class SortOrder { kAscending, kDescending };
+Status AppendKeysetPage(const PageRequest& page, std::string* sql, store::Params* params,
+                        SortOrder order = SortOrder::kAscending);
+
+// The page of rows fetched with AppendKeysetPage; T has string members
+// created_at and id.
+template <typename T, typename FromRow>
+Page<T> TakeKeysetPage(const store::Rows& rows, int limit, FromRow from_row) {
+  Page<T> out;
+  for (const store::Row& row : rows.rows) {
+    if (static_cast<int>(out.items.size()) == limit) {
+      out.next_cursor = EncodeCursor(out.items.back().created_at, out.items.back().id);
+      break;
+    }
+    out.items.push_back(from_row(row));
+  }
+  return out;
+}
 
 }  // namespace quarry::domain

@@ -9,6 +9,12 @@
 // close a connection from outside by posting to the strand without racing the
 // coroutine. A connection is an entry in `connections_` while its coroutine is
 // alive; Stop() closes them all and waits (bounded) for the coroutines to end.
+//
+// Both handler kinds share the send path (Respond() plays a script). With an
+// AsyncHttpHandler, the coroutine parks on its timer after calling the
+// handler; Responder calls (any thread) record the event in a small shared
+// Exchange and post a timer cancel to the strand, so nothing blocks and the
+// socket is still touched only on the strand (see "Asynchronous handlers").
 
 // <utility> must come before any Asio header: Asio 1.74's awaitable.hpp uses
 // std::exchange without including it, and libstdc++ 12 no longer pulls it in.
@@ -20,10 +26,13 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <iterator>
 #include <limits>
 #include <mutex>
+#include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -98,6 +107,11 @@ std::string FormatEndpoint(const tcp::endpoint& endpoint) {
   return address.to_string() + ":" + port;
 }
 
+// The target without its query, for messages: a query may carry a token.
+std::string_view PathOf(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
 // Headers the server owns: framing and connection management.
 bool IsServerOwnedHeader(std::string_view name) {
   return EqualsIgnoreAsciiCase(name, "Content-Length") ||
@@ -126,24 +140,237 @@ void LogException(std::exception_ptr error, std::string_view where) {
   }
 }
 
+// Shared by every exchange of one server: Responders post to a connection's
+// strand only while the gate is open. Stop() closes it before stopping the
+// io_context, so a Responder that outlives the server never touches a dead
+// executor; its calls become no-ops.
+struct Gate {
+  std::shared_mutex mutex;
+  bool open = true;
+};
+
+struct Connection;
+
+// The state of one asynchronous exchange (a request answered through a
+// Responder), shared by the Responder (any thread) and the connection
+// coroutine (its strand). Plain data guarded by `mutex`, plus the strand
+// executor, which the coroutine clears (under the mutex) when it lets go of
+// the exchange: nothing here keeps the server or its io_context alive.
+struct Exchange {
+  enum class Answer {
+    kNone,       // nothing yet
+    kSend,       // Send(): `start` holds the whole script
+    kStream,     // BeginStream(): `start` holds status and headers
+    kEnded,      // End() after BeginStream
+    kAbandoned,  // the server answered instead (500, 504) or gave up
+  };
+
+  Exchange(std::shared_ptr<Gate> server_gate, size_t queue_limit, asio::any_io_executor strand,
+           std::weak_ptr<Connection> owner)
+      : gate(std::move(server_gate)),
+        max_queued_bytes(queue_limit),
+        executor(std::move(strand)),
+        connection(std::move(owner)) {}
+
+  // Wakes the coroutine if it waits for an event. Called with `mutex` held.
+  void WakeLocked(const std::shared_ptr<Exchange>& self);
+  bool GateOpen() {
+    std::shared_lock lock(gate->mutex);
+    return gate->open;
+  }
+
+  const std::shared_ptr<Gate> gate;
+  const size_t max_queued_bytes;
+
+  std::mutex mutex;
+  Answer answer = Answer::kNone;
+  std::optional<HttpResponse> start;  // taken by the coroutine
+  std::deque<std::string> queue;       // Write() bytes not yet taken
+  size_t queued_bytes = 0;             // queued + being written
+  bool overflow = false;               // a Write() went over max_queued_bytes
+  bool dropped = false;                // the Responder was destroyed
+  bool closed = false;                 // no more bytes can reach the client
+  bool wake_posted = false;
+  std::optional<asio::any_io_executor> executor;  // reset when the coroutine is done
+  std::weak_ptr<Connection> connection;
+};
+
 // One accepted connection. Everything in it is touched only on `executor` (a
-// strand), by the connection coroutine or by handlers Stop() posts there.
+// strand), by the connection coroutine or by handlers posted there.
 struct Connection {
-  Connection(tcp::socket socket, asio::any_io_executor strand, uint64_t connection_id)
-      : executor(strand), stream(std::move(socket)), timer(strand), id(connection_id) {}
+  Connection(tcp::socket socket, asio::any_io_executor strand, uint64_t connection_id,
+             size_t buffer_limit)
+      : executor(strand),
+        stream(std::move(socket)),
+        timer(strand),
+        id(connection_id),
+        buffer(buffer_limit) {}
 
   asio::any_io_executor executor;
   beast::tcp_stream stream;
-  asio::steady_timer timer;  // response delays
+  // Response delays; in async mode also the coroutine's wait for events
+  // (while `waiting`, a cancel() wakes it).
+  asio::steady_timer timer;
   uint64_t id;
   std::string remote_address;
+  // Bytes read and not yet parsed. Lives here (not in the coroutine) because
+  // the async-mode watcher reads into it while a response is pending.
+  beast::flat_buffer buffer;
+
+  // Async mode.
+  bool waiting = false;        // the coroutine waits on `timer` for an event
+  bool watching = false;       // a watcher read is pending on the socket
+  bool watch_wanted = false;   // restart the watcher after it reads bytes
+  bool peer_gone = false;      // the watcher saw EOF or an error
+  std::shared_ptr<Exchange> exchange;  // the exchange in progress, if any
+};
+
+void Exchange::WakeLocked(const std::shared_ptr<Exchange>& self) {
+  if (wake_posted || !executor) return;
+  std::shared_lock gate_lock(gate->mutex);
+  if (!gate->open) return;
+  wake_posted = true;
+  // post() never runs the handler inline, so holding `mutex` here is safe.
+  asio::post(*executor, [self, owner = connection] {
+    {
+      std::lock_guard lock(self->mutex);
+      self->wake_posted = false;
+    }
+    // The check runs on the strand, after the coroutine either armed its
+    // wait (then cancel wakes it) or is busy (then it re-reads the state
+    // before it waits again): no wake-up is lost.
+    if (std::shared_ptr<Connection> connection = owner.lock()) {
+      if (connection->waiting) connection->timer.cancel();
+    }
+  });
+}
+
+class ResponderImpl final : public Responder {
+ public:
+  explicit ResponderImpl(const std::shared_ptr<Exchange>& exchange) : exchange_(exchange) {}
+
+  ~ResponderImpl() override {
+    std::shared_ptr<Exchange> exchange = exchange_.lock();
+    if (!exchange) return;
+    std::lock_guard lock(exchange->mutex);
+    exchange->dropped = true;
+    exchange->WakeLocked(exchange);
+  }
+
+  void Send(HttpResponse response) override {
+    std::shared_ptr<Exchange> exchange = exchange_.lock();
+    if (!exchange) return;
+    std::lock_guard lock(exchange->mutex);
+    if (exchange->answer != Exchange::Answer::kNone) {
+      IgnoredCall("Send", exchange->answer);
+      return;
+    }
+    exchange->answer = Exchange::Answer::kSend;
+    exchange->start = std::move(response);
+    exchange->WakeLocked(exchange);
+  }
+
+  void BeginStream(int status, HeaderFields headers) override {
+    std::shared_ptr<Exchange> exchange = exchange_.lock();
+    if (!exchange) return;
+    std::lock_guard lock(exchange->mutex);
+    if (exchange->answer != Exchange::Answer::kNone) {
+      IgnoredCall("BeginStream", exchange->answer);
+      return;
+    }
+    HttpResponse start;
+    start.status = status;
+    start.headers = std::move(headers);
+    start.chunked = true;
+    exchange->answer = Exchange::Answer::kStream;
+    exchange->start = std::move(start);
+    exchange->WakeLocked(exchange);
+  }
+
+  bool Write(std::string bytes) override {
+    std::shared_ptr<Exchange> exchange = exchange_.lock();
+    if (!exchange) return false;
+    std::lock_guard lock(exchange->mutex);
+    if (exchange->answer != Exchange::Answer::kStream) {
+      if (exchange->answer != Exchange::Answer::kAbandoned) IgnoredCall("Write", exchange->answer);
+      return false;
+    }
+    if (exchange->closed || !exchange->GateOpen()) return false;
+    if (bytes.empty()) return true;  // an empty chunk would end the stream
+    if (bytes.size() > exchange->max_queued_bytes - std::min(exchange->max_queued_bytes,
+                                                             exchange->queued_bytes)) {
+      // A slow reader: the coroutine closes the connection.
+      exchange->overflow = true;
+      exchange->closed = true;
+      exchange->WakeLocked(exchange);
+      return false;
+    }
+    exchange->queued_bytes += bytes.size();
+    exchange->queue.push_back(std::move(bytes));
+    exchange->WakeLocked(exchange);
+    return true;
+  }
+
+  void End() override {
+    std::shared_ptr<Exchange> exchange = exchange_.lock();
+    if (!exchange) return;
+    std::lock_guard lock(exchange->mutex);
+    if (exchange->answer != Exchange::Answer::kStream) {
+      if (exchange->answer != Exchange::Answer::kAbandoned) IgnoredCall("End", exchange->answer);
+      return;
+    }
+    exchange->answer = Exchange::Answer::kEnded;
+    exchange->WakeLocked(exchange);
+  }
+
+  bool closed() const override {
+    std::shared_ptr<Exchange> exchange = exchange_.lock();
+    if (!exchange) return true;
+    std::lock_guard lock(exchange->mutex);
+    // Consistent with Write(): true once nothing more can be sent, whether
+    // the client went away or the answer is complete.
+    return exchange->closed || exchange->answer == Exchange::Answer::kSend ||
+           exchange->answer == Exchange::Answer::kEnded ||
+           exchange->answer == Exchange::Answer::kAbandoned || !exchange->GateOpen();
+  }
+
+ private:
+  static void IgnoredCall(std::string_view call, Exchange::Answer answer) {
+    std::string_view state = "the response was already sent";
+    switch (answer) {
+      case Exchange::Answer::kNone:
+        state = "BeginStream() was not called";
+        break;
+      case Exchange::Answer::kSend:
+        state = "Send() already answered";
+        break;
+      case Exchange::Answer::kStream:
+        state = "the stream already began";
+        break;
+      case Exchange::Answer::kEnded:
+        state = "End() already ended the stream";
+        break;
+      case Exchange::Answer::kAbandoned:
+        state = "the server already answered (timeout or error)";
+        break;
+    }
+    spdlog::warn("http server: Responder::{}() ignored because {}; answer with Send() or "
+                 "BeginStream() Write()* End(), once",
+                 call, state);
+  }
+
+  // Weak: once the connection coroutine is done with the exchange, every
+  // call is a no-op and the Responder keeps nothing alive.
+  std::weak_ptr<Exchange> exchange_;
 };
 
 class HttpServerImpl final : public HttpServer {
  public:
-  HttpServerImpl(const HttpServerOptions& options, HttpHandler handler)
+  HttpServerImpl(const HttpServerOptions& options, HttpHandler handler,
+                 AsyncHttpHandler async_handler)
       : options_(options),
         handler_(std::move(handler)),
+        async_handler_(std::move(async_handler)),
         io_context_(options.threads),
         acceptor_executor_(asio::make_strand(io_context_)),
         acceptor_(acceptor_executor_) {}
@@ -231,6 +458,11 @@ class HttpServerImpl final : public HttpServer {
       drained_.wait_for(lock, kStopDrainTime,
                         [this] { return connections_.empty() && !accepting_; });
     }
+    {
+      // From here on Responders post nothing (see Gate).
+      std::unique_lock lock(gate_->mutex);
+      gate_->open = false;
+    }
     io_context_.stop();
     for (auto& thread : threads_) {
       if (thread.joinable()) thread.join();
@@ -279,7 +511,8 @@ class HttpServerImpl final : public HttpServer {
       }
       socket.set_option(tcp::no_delay(true), ec);  // no Nagle + delayed-ACK stalls
       tcp::endpoint remote = socket.remote_endpoint(ec);
-      auto connection = std::make_shared<Connection>(std::move(socket), strand, next_id++);
+      auto connection = std::make_shared<Connection>(std::move(socket), strand, next_id++,
+                                                     options_.max_header_bytes + kReadSlack);
       if (!ec) connection->remote_address = FormatEndpoint(remote);
       if (!Register(connection)) {
         connection->stream.close();
@@ -297,7 +530,7 @@ class HttpServerImpl final : public HttpServer {
   asio::awaitable<void> Session(std::shared_ptr<Connection> connection) {
     Registration registration{this, connection->id};
     try {
-      co_await ServeRequests(*connection);
+      co_await ServeRequests(connection);
     } catch (const std::exception& e) {
       spdlog::error("http server: connection from {} failed: {}", connection->remote_address,
                     e.what());
@@ -314,8 +547,9 @@ class HttpServerImpl final : public HttpServer {
   // The connection loop. Memory matters here: ten thousand waiting
   // connections each hold this frame, so parsing and sending live in child
   // coroutines whose frames exist only while they run.
-  asio::awaitable<void> ServeRequests(Connection& connection) {
-    beast::flat_buffer buffer(options_.max_header_bytes + kReadSlack);
+  asio::awaitable<void> ServeRequests(std::shared_ptr<Connection> shared_connection) {
+    Connection& connection = *shared_connection;
+    beast::flat_buffer& buffer = connection.buffer;
     error_code ec;
     for (;;) {
       if (stopping_) co_return;
@@ -334,6 +568,10 @@ class HttpServerImpl final : public HttpServer {
       RequestInfo info;
       if (!co_await ReadRequest(connection, buffer, request, info)) co_return;
       if (buffer.size() == 0) buffer.shrink_to_fit();
+      if (async_handler_) {
+        if (!co_await ServeAsync(shared_connection, std::move(request), info)) co_return;
+        continue;
+      }
       HttpResponse response = CallHandler(request);
       if (!co_await Respond(connection, request, info.version, info.keep_alive, response)) {
         co_return;
@@ -596,8 +834,313 @@ class HttpServerImpl final : public HttpServer {
     co_return false;
   }
 
+  // ---- Asynchronous handlers ----------------------------------------------
+  //
+  // After reading a request the coroutine hands it to the AsyncHttpHandler
+  // with a Responder, then waits for the Responder's events on the
+  // connection timer: a Responder call posts a cancel() of that timer to the
+  // strand (Exchange::WakeLocked), so no thread ever blocks. While it waits,
+  // a "watcher" read is pending on the socket so that a client that goes away
+  // is noticed at once (the producer sees closed() / Write() == false), not
+  // only at the next write; bytes the watcher reads (a pipelined request) stay
+  // in the connection buffer for the next request.
+
+  // Clears the exchange's link to the strand when the coroutine lets go of
+  // it, also when the frame is destroyed without finishing (Stop()).
+  struct ExchangeGuard {
+    std::shared_ptr<Exchange> exchange;
+    ~ExchangeGuard() {
+      std::lock_guard lock(exchange->mutex);
+      exchange->closed = true;
+      exchange->executor.reset();
+    }
+  };
+
+  void CallAsyncHandler(HttpServerRequest request, const std::string& what,
+                        const std::shared_ptr<Exchange>& exchange) {
+    auto responder = std::make_shared<ResponderImpl>(exchange);
+    try {
+      async_handler_(std::move(request), responder);
+      return;
+    } catch (const std::exception& e) {
+      spdlog::error("http server: handler for {} threw: {}", what, e.what());
+    } catch (...) {
+      spdlog::error("http server: handler for {} threw a non-standard exception", what);
+    }
+    // Ignored when the handler had already answered.
+    responder->Send(
+        ErrorResponse(500, "internal error while handling " + what + "; see the server log"));
+  }
+
+  // Serves one request with the async handler. True when the connection
+  // stays open for the next request.
+  asio::awaitable<bool> ServeAsync(std::shared_ptr<Connection> shared_connection,
+                                   HttpServerRequest request, RequestInfo info) {
+    Connection& connection = *shared_connection;
+    auto exchange = std::make_shared<Exchange>(gate_, options_.max_queued_bytes,
+                                               connection.executor, shared_connection);
+    ExchangeGuard guard{exchange};
+    connection.exchange = exchange;
+    HttpServerRequest head;  // what the send path needs once `request` is moved away
+    head.method = request.method;
+    head.target = request.target;
+    const std::string what = head.method + " " + std::string(PathOf(head.target));
+    const auto deadline = std::chrono::steady_clock::now() + options_.response_timeout;
+    CallAsyncHandler(std::move(request), what, exchange);
+    StartWatch(shared_connection);
+    const bool keep_open =
+        co_await AwaitAnswer(connection, *exchange, head, what, info, deadline);
+    connection.exchange.reset();
+    if (!keep_open || stopping_) {
+      connection.watch_wanted = false;
+      co_return false;
+    }
+    co_await StopWatch(connection);
+    co_return !stopping_ && !connection.peer_gone;
+  }
+
+  // Waits on the connection timer until `deadline`, a wake-up, or Stop().
+  asio::awaitable<void> WaitForEvent(Connection& connection,
+                                     std::chrono::steady_clock::time_point deadline) {
+    if (stopping_) co_return;
+    connection.timer.expires_at(deadline);
+    connection.waiting = true;
+    error_code ec;
+    co_await connection.timer.async_wait(Await(ec));
+    connection.waiting = false;
+  }
+
+  // Starts a read that notices the client going away while a response is
+  // pending. Bounded by the connection buffer: once a pipelined request
+  // fills it, the watcher stops and write errors take over.
+  void StartWatch(const std::shared_ptr<Connection>& shared_connection) {
+    Connection& connection = *shared_connection;
+    connection.watch_wanted = true;
+    if (connection.watching || connection.peer_gone || stopping_) return;
+    if (connection.buffer.size() >= options_.max_header_bytes) return;
+    connection.watching = true;
+    connection.stream.socket().async_read_some(
+        connection.buffer.prepare(kFirstReadSize),
+        [this, shared_connection](error_code ec, size_t n) {
+          Connection& c = *shared_connection;
+          c.watching = false;
+          if (!ec) {
+            c.buffer.commit(n);
+            if (c.watch_wanted) StartWatch(shared_connection);
+          } else if (ec != asio::error::operation_aborted) {
+            // EOF or reset. (A client that half-closes after its request
+            // counts as gone too: HTTP clients do not do that.)
+            c.peer_gone = true;
+            if (c.exchange) {
+              std::lock_guard lock(c.exchange->mutex);
+              c.exchange->closed = true;
+            }
+          }
+          if (c.waiting) c.timer.cancel();
+        });
+  }
+
+  // Ends the watcher read before anything else reads the socket.
+  asio::awaitable<void> StopWatch(Connection& connection) {
+    connection.watch_wanted = false;
+    if (!connection.watching) co_return;
+    error_code ignored;
+    connection.stream.socket().cancel(ignored);
+    while (connection.watching && !stopping_) {
+      co_await WaitForEvent(connection, std::chrono::steady_clock::time_point::max());
+    }
+  }
+
+  static void MarkClosed(Exchange& exchange) {
+    std::lock_guard lock(exchange.mutex);
+    exchange.closed = true;
+  }
+
+  // Plays a complete response (Send, or the server's own 500/504) after the
+  // watcher has stopped.
+  asio::awaitable<bool> RespondAsync(Connection& connection, const HttpServerRequest& head,
+                                     const RequestInfo& info, HttpResponse response) {
+    co_await StopWatch(connection);
+    if (stopping_) co_return false;
+    co_return co_await Respond(connection, head, info.version, info.keep_alive, response);
+  }
+
+  asio::awaitable<bool> WriteStreamHeader(Connection& connection, unsigned version,
+                                          const HttpResponse& start, bool close_after,
+                                          bool chunked) {
+    http::response<http::empty_body> message;
+    FillHeader(message, version, start, close_after);
+    message.chunked(chunked);
+    http::response_serializer<http::empty_body> serializer(message);
+    connection.stream.expires_after(options_.read_timeout);
+    error_code ec;
+    co_await http::async_write_header(connection.stream, serializer, Await(ec));
+    co_return !ec && !stopping_;
+  }
+
+  // Writes queued bytes as one HTTP chunk (or raw, for HTTP/1.0).
+  asio::awaitable<bool> WriteStreamBytes(Connection& connection,
+                                         const std::vector<std::string>& batch, bool chunked) {
+    std::vector<asio::const_buffer> buffers;
+    buffers.reserve(batch.size());
+    for (const auto& bytes : batch) buffers.emplace_back(bytes.data(), bytes.size());
+    connection.stream.expires_after(options_.read_timeout);
+    error_code ec;
+    if (chunked) {
+      co_await asio::async_write(connection.stream, http::make_chunk(buffers), Await(ec));
+    } else {
+      co_await asio::async_write(connection.stream, buffers, Await(ec));
+    }
+    co_return !ec && !stopping_;
+  }
+
+  // The event loop of one async exchange. True when the connection stays
+  // open for the next request.
+  asio::awaitable<bool> AwaitAnswer(Connection& connection, Exchange& exchange,
+                                    const HttpServerRequest& head, const std::string& what,
+                                    const RequestInfo& info,
+                                    std::chrono::steady_clock::time_point deadline) {
+    enum class Step { kWait, kSend, kBegin, kWrite, kEnd, kCut, kOverflow, kDropped, kTimeout };
+    bool streaming = false;
+    bool chunked = true;
+    bool close_after = false;
+    const bool head_only = head.method == "HEAD";
+    HttpResponse start;
+    std::vector<std::string> batch;
+    for (;;) {
+      if (stopping_ || connection.peer_gone) co_return false;
+      Step step = Step::kWait;
+      size_t batch_bytes = 0;
+      {
+        std::lock_guard lock(exchange.mutex);
+        if (!streaming) {
+          if (exchange.start) {
+            start = std::move(*exchange.start);
+            exchange.start.reset();
+            step = exchange.answer == Exchange::Answer::kSend ? Step::kSend : Step::kBegin;
+          } else if (exchange.dropped) {
+            exchange.answer = Exchange::Answer::kAbandoned;
+            exchange.closed = true;
+            step = Step::kDropped;
+          } else if (std::chrono::steady_clock::now() >= deadline) {
+            exchange.answer = Exchange::Answer::kAbandoned;
+            exchange.closed = true;
+            step = Step::kTimeout;
+          }
+        } else if (exchange.overflow) {
+          step = Step::kOverflow;
+        } else if (!exchange.queue.empty()) {
+          batch.assign(std::make_move_iterator(exchange.queue.begin()),
+                       std::make_move_iterator(exchange.queue.end()));
+          exchange.queue.clear();
+          for (const auto& bytes : batch) batch_bytes += bytes.size();
+          step = Step::kWrite;
+        } else if (exchange.answer == Exchange::Answer::kEnded) {
+          exchange.closed = true;
+          step = Step::kEnd;
+        } else if (exchange.dropped) {
+          exchange.closed = true;
+          step = Step::kCut;
+        }
+      }
+      switch (step) {
+        case Step::kWait:
+          co_await WaitForEvent(connection, streaming ? std::chrono::steady_clock::time_point::max()
+                                                      : deadline);
+          break;
+        case Step::kSend:
+          MarkClosed(exchange);
+          co_return co_await RespondAsync(connection, head, info, std::move(start));
+        case Step::kDropped:
+          spdlog::error("http server: the handler for {} dropped its Responder without "
+                        "answering; sent 500",
+                        what);
+          co_return co_await RespondAsync(
+              connection, head, info,
+              ErrorResponse(500, "internal error: the server dropped the request " + what +
+                                     " without answering; see the server log"));
+        case Step::kTimeout:
+          spdlog::error("http server: no response to {} within {} s; sent 504", what,
+                        options_.response_timeout.count());
+          co_return co_await RespondAsync(
+              connection, head, info,
+              ErrorResponse(504, "the server did not start a response to " + what + " within " +
+                                     std::to_string(options_.response_timeout.count()) +
+                                     " s; retry later, and see the server log if it persists"));
+        case Step::kBegin: {
+          if (start.status < 100 || start.status > 999) {
+            spdlog::error("http server: handler for {} began a stream with invalid status {}",
+                          what, start.status);
+            {
+              std::lock_guard lock(exchange.mutex);
+              exchange.answer = Exchange::Answer::kAbandoned;
+              exchange.closed = true;
+            }
+            co_return co_await RespondAsync(
+                connection, head, info,
+                ErrorResponse(500, "internal error: the handler began a stream with HTTP status " +
+                                       std::to_string(start.status)));
+          }
+          // HTTP/1.0 has no chunked encoding: the body ends when the
+          // connection closes.
+          chunked = info.version != 10;
+          close_after = !info.keep_alive || !chunked;
+          for (const auto& [name, value] : start.headers) {
+            if (EqualsIgnoreAsciiCase(name, "Connection") && HeaderListHasToken(value, "close")) {
+              close_after = true;
+            }
+          }
+          if (!co_await WriteStreamHeader(connection, info.version, start, close_after, chunked)) {
+            MarkClosed(exchange);
+            co_return false;
+          }
+          streaming = true;
+          break;
+        }
+        case Step::kWrite: {
+          const bool written = head_only || co_await WriteStreamBytes(connection, batch, chunked);
+          batch.clear();
+          {
+            std::lock_guard lock(exchange.mutex);
+            exchange.queued_bytes -= batch_bytes;
+            if (!written) exchange.closed = true;
+          }
+          if (!written) co_return false;
+          break;
+        }
+        case Step::kEnd: {
+          if (chunked && !head_only) {
+            connection.stream.expires_after(options_.read_timeout);
+            error_code ec;
+            co_await asio::async_write(connection.stream, http::make_chunk_last(), Await(ec));
+            if (ec || stopping_) co_return false;
+          }
+          if (!close_after) co_return true;
+          GracefulClose(connection);
+          co_return false;
+        }
+        case Step::kCut:
+          // The producer went away mid-stream: end the connection without the
+          // terminating chunk so that the client sees a cut-off stream.
+          spdlog::warn("http server: the handler for {} dropped its Responder before End(); "
+                       "closed the stream without its terminating chunk",
+                       what);
+          GracefulClose(connection);
+          co_return false;
+        case Step::kOverflow:
+          spdlog::warn("http server: client {} reads {} too slowly (over {} bytes queued); "
+                       "closed the connection",
+                       connection.remote_address, what, options_.max_queued_bytes);
+          connection.stream.close();
+          co_return false;
+      }
+    }
+  }
+
   const HttpServerOptions options_;
-  const HttpHandler handler_;
+  const HttpHandler handler_;              // exactly one of the two is set
+  const AsyncHttpHandler async_handler_;
+  const std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
 
   std::mutex stop_mutex_;  // serializes Stop()
   bool stopped_ = false;
@@ -623,9 +1166,14 @@ class HttpServerImpl final : public HttpServer {
 
 }  // namespace
 
-Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
-                                                      HttpHandler handler) {
-  if (!handler) return InvalidArgumentError("HTTP server needs a handler; pass a callable");
+namespace {
+
+Result<std::unique_ptr<HttpServer>> StartServer(const HttpServerOptions& options,
+                                                HttpHandler handler,
+                                                AsyncHttpHandler async_handler) {
+  if (!handler && !async_handler) {
+    return InvalidArgumentError("HTTP server needs a handler; pass a callable");
+  }
   error_code ec;
   const asio::ip::address address = asio::ip::make_address(options.host, ec);
   if (ec) {
@@ -650,8 +1198,14 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
   if (options.idle_timeout.count() <= 0 || options.read_timeout.count() <= 0) {
     return InvalidArgumentError("HTTP server idle_timeout and read_timeout must be positive");
   }
+  if (options.response_timeout.count() <= 0 || options.max_queued_bytes == 0) {
+    return InvalidArgumentError(
+        "HTTP server response_timeout and max_queued_bytes must be positive; use for example "
+        "300 s and 4 MiB");
+  }
   try {
-    auto server = std::make_unique<HttpServerImpl>(options, std::move(handler));
+    auto server = std::make_unique<HttpServerImpl>(options, std::move(handler),
+                                                   std::move(async_handler));
     QUARRY_RETURN_IF_ERROR(server->Listen(address, static_cast<uint16_t>(options.port)));
     server->Run();
     return std::unique_ptr<HttpServer>(std::move(server));
@@ -659,6 +1213,20 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
     return UnavailableError("cannot start the HTTP server on " + options.host + ":" +
                             std::to_string(options.port) + ": " + e.what());
   }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                      HttpHandler handler) {
+  if (!handler) return InvalidArgumentError("HTTP server needs a handler; pass a callable");
+  return StartServer(options, std::move(handler), nullptr);
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::StartAsync(const HttpServerOptions& options,
+                                                           AsyncHttpHandler handler) {
+  if (!handler) return InvalidArgumentError("HTTP server needs a handler; pass a callable");
+  return StartServer(options, nullptr, std::move(handler));
 }
 
 }  // namespace quarry::net

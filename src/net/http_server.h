@@ -97,11 +97,30 @@ using HttpHandler = std::function<HttpResponse(const HttpServerRequest&)>;
 // Write() also returns false once the client has gone away (closed, reset,
 // Stop()); `closed()` tells the same without writing.
 // If the Responder is destroyed without a response (a handler bug), the
-// server answers 500 with a JSON message. After BeginStream, the connection
-// is not reused unless End() completed the stream.
+// server answers 500 with a JSON message; destroyed after BeginStream but
+// before End(), the connection is closed without the terminating chunk (the
+// client sees a cut-off stream). After BeginStream, the connection is not
+// reused unless End() completed the stream. A response that has not started
+// (no Send/BeginStream) within `response_timeout` is answered 504 with a
+// JSON message, and later calls are ignored.
 //
-// Thread safety: all methods may be called from any thread; calls from several
-// threads are serialized, in the order they took the Responder's lock.
+// Send() plays its script (delays, chunks, end modes) exactly as a response
+// from an HttpHandler. BeginStream() sends the header at once with
+// Transfer-Encoding: chunked (for an HTTP/1.0 client: no chunking, and the
+// body ends when the connection closes); each Write() batch becomes one
+// chunk; Write("") is accepted and sends nothing. For HEAD requests only the
+// header is sent.
+//
+// While a response is pending or streaming, the server keeps a read pending
+// on the connection, so a client that goes away (close, reset, or a
+// half-close) makes closed() true promptly, without a Write(). closed() is
+// also true once nothing more can be sent: after Send(), End(), the 504, or
+// Stop(). The Responder holds only weak references: it may outlive the
+// server, and after Stop() or destruction every call is a no-op.
+//
+// Thread safety: all methods may be called from any thread (also from inside
+// the handler, on the I/O thread); they never block on I/O; calls from
+// several threads are serialized, in the order they took the Responder's lock.
 class Responder {
  public:
   virtual ~Responder() = default;

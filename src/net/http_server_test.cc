@@ -10,7 +10,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -21,6 +25,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "net/http_client.h"
 
 namespace quarry::net {
 namespace {
@@ -700,6 +706,381 @@ TEST(HttpServerTest, PortAlreadyInUseIsUnavailableAndNamesTheAddress) {
   EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
   EXPECT_THAT(second.status().message(), HasSubstr("127.0.0.1:" + std::to_string(first->port())));
   EXPECT_THAT(second.status().message(), HasSubstr("in use"));
+}
+
+
+// ---- Asynchronous handlers ------------------------------------------------
+
+// A small thread pool standing in for the application's worker threads.
+// Declare it before the server in a test: it is then destroyed after the
+// server, so tasks still running exercise Responders of a dead server.
+class Workers {
+ public:
+  explicit Workers(int threads) {
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([this] {
+        for (;;) {
+          std::function<void()> task;
+          {
+            std::unique_lock lock(mutex_);
+            ready_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+            if (tasks_.empty()) return;
+            task = std::move(tasks_.front());
+            tasks_.pop_front();
+          }
+          task();
+        }
+      });
+    }
+  }
+  ~Workers() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    ready_.notify_all();
+    for (auto& thread : threads_) thread.join();
+  }
+  void Run(std::function<void()> task) {
+    {
+      std::lock_guard lock(mutex_);
+      tasks_.push_back(std::move(task));
+    }
+    ready_.notify_one();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+std::unique_ptr<HttpServer> StartAsyncOrDie(AsyncHttpHandler handler,
+                                            HttpServerOptions options = {}) {
+  Result<std::unique_ptr<HttpServer>> server =
+      HttpServer::StartAsync(options, std::move(handler));
+  if (!server.ok()) throw std::runtime_error(server.status().ToString());
+  return std::move(server).value();
+}
+
+// Keeps the Responders a handler did not answer, for the test to use.
+struct Parked {
+  std::mutex mutex;
+  std::vector<std::shared_ptr<Responder>> responders;
+  AsyncHttpHandler Handler() {
+    return [this](HttpServerRequest, std::shared_ptr<Responder> responder) {
+      std::lock_guard lock(mutex);
+      responders.push_back(std::move(responder));
+    };
+  }
+  size_t size() {
+    std::lock_guard lock(mutex);
+    return responders.size();
+  }
+  std::shared_ptr<Responder> at(size_t i) {
+    std::lock_guard lock(mutex);
+    return responders.at(i);
+  }
+};
+
+TEST(HttpServerAsyncTest, AnswerLaterFromAnotherThreadPlaysTheWholeScript) {
+  Workers workers(1);
+  auto server = StartAsyncOrDie([&](HttpServerRequest request, std::shared_ptr<Responder> r) {
+    workers.Run([request = std::move(request), r] {
+      std::this_thread::sleep_for(50ms);
+      HttpResponse reply =
+          ChunkedReply({{0ms, request.method + " "}, {20ms, request.body}}, ResponseEnd::kComplete);
+      reply.delay = 10ms;
+      r->Send(std::move(reply));
+      EXPECT_FALSE(r->Write("late"));  // not a stream
+    });
+  });
+  TestClient client(server->port());
+  ASSERT_TRUE(client.Send(Post("/jobs", "payload")));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->head.status, 200);
+  EXPECT_TRUE(response->head.chunked());
+  EXPECT_EQ(response->body, "POST payload");
+}
+
+TEST(HttpServerAsyncTest, PipelinedRequestsAreAnsweredInOrderWhileTheFirstWaits) {
+  Workers workers(1);
+  auto server = StartAsyncOrDie([&](HttpServerRequest request, std::shared_ptr<Responder> r) {
+    workers.Run([target = request.target, r] {
+      std::this_thread::sleep_for(30ms);
+      r->Send(TextResponse(target));
+    });
+  });
+  TestClient client(server->port());
+  ASSERT_TRUE(client.Send(Get("/one") + Get("/two")));
+  auto first = client.ReadResponse();
+  auto second = client.ReadResponse();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(first->body, "/one");
+  EXPECT_EQ(second->body, "/two");
+}
+
+TEST(HttpServerAsyncTest, HundredChunksStreamedFromAnotherThreadReachARealClient) {
+  Workers workers(1);
+  std::string expected;
+  for (int i = 0; i < 100; ++i) expected += "data: " + std::to_string(i) + "\n\n";
+  auto server = StartAsyncOrDie([&](HttpServerRequest, std::shared_ptr<Responder> r) {
+    r->BeginStream(200, {{"Content-Type", "text/event-stream"}, {"Content-Length", "1"}});
+    workers.Run([r] {
+      for (int i = 0; i < 100; ++i) {
+        ASSERT_TRUE(r->Write("data: " + std::to_string(i) + "\n\n"));
+        if (i % 10 == 0) std::this_thread::sleep_for(1ms);
+      }
+      r->End();
+      EXPECT_TRUE(r->closed());  // the exchange is over
+    });
+  });
+
+  auto client = HttpClient::Create();
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  std::string received;  // touched only on the client's loop thread
+  std::promise<HttpClientResponse> done;
+  HttpClientRequest request;
+  request.url = server->base_url() + "/events";
+  request.request_timeout = 10s;
+  HttpCallbacks callbacks;
+  callbacks.on_data = [&](std::string_view bytes) {
+    received.append(bytes);
+    return true;
+  };
+  callbacks.on_complete = [&](HttpClientResponse response) { done.set_value(std::move(response)); };
+  ASSERT_TRUE((*client)->Start(std::move(request), std::move(callbacks)).ok());
+  std::future<HttpClientResponse> future = done.get_future();
+  ASSERT_EQ(future.wait_for(15s), std::future_status::ready);
+  const HttpClientResponse response = future.get();
+  EXPECT_EQ(response.outcome, TransportOutcome::kOk) << response.error;
+  EXPECT_EQ(response.status, 200);
+  ASSERT_NE(response.FindHeader("Transfer-Encoding"), nullptr);
+  EXPECT_EQ(*response.FindHeader("Transfer-Encoding"), "chunked");
+  EXPECT_EQ(response.FindHeader("Content-Length"), nullptr);
+  EXPECT_EQ(received, expected);
+}
+
+TEST(HttpServerAsyncTest, ClientDisconnectMidStreamIsSeenWithoutWriting) {
+  Parked parked;
+  auto server = StartAsyncOrDie([&](HttpServerRequest request, std::shared_ptr<Responder> r) {
+    r->BeginStream(200, {{"Content-Type", "text/event-stream"}});
+    EXPECT_TRUE(r->Write("hello"));
+    parked.Handler()(std::move(request), std::move(r));
+  });
+  {
+    TestClient client(server->port());
+    ASSERT_TRUE(client.Send(Get("/chat")));
+    ASSERT_TRUE(client.ReadHead());
+    EXPECT_EQ(client.ReadChunk(), "hello");
+    ASSERT_EQ(parked.size(), 1u);
+    EXPECT_FALSE(parked.at(0)->closed());
+  }
+  std::shared_ptr<Responder> r = parked.at(0);
+  // A producer waiting on Bedrock learns it without writing...
+  EXPECT_TRUE(Eventually([&] { return r->closed(); }));
+  // ...and one that writes is told to stop.
+  EXPECT_FALSE(r->Write("more"));
+  EXPECT_TRUE(Eventually([&] { return server->open_connections() == 0; }));
+}
+
+TEST(HttpServerAsyncTest, SlowReaderOverTheQueueLimitIsClosed) {
+  HttpServerOptions options;
+  options.max_queued_bytes = 64 * 1024;
+  Parked parked;
+  auto server = StartAsyncOrDie(parked.Handler(), options);
+  TestClient client(server->port());
+  ASSERT_TRUE(client.Send(Get("/stream")));
+  ASSERT_TRUE(Eventually([&] { return parked.size() == 1; }));
+  std::shared_ptr<Responder> r = parked.at(0);
+  r->BeginStream(200, {});
+  // The client reads nothing: socket buffers fill, then the queue. Bounded:
+  // at most 256 MiB are offered.
+  const std::string piece(16 * 1024, 'x');
+  bool refused = false;
+  for (int i = 0; i < 16 * 1024 && !refused; ++i) refused = !r->Write(piece);
+  EXPECT_TRUE(refused);
+  EXPECT_TRUE(r->closed());
+  EXPECT_FALSE(r->Write("x"));
+  EXPECT_TRUE(Eventually([&] { return server->open_connections() == 0; }));
+  r->End();  // ignored, harmless
+}
+
+TEST(HttpServerAsyncTest, ConnectionIsReusedAfterEnd) {
+  Workers workers(1);
+  std::atomic<int> calls{0};
+  auto server = StartAsyncOrDie([&](HttpServerRequest request, std::shared_ptr<Responder> r) {
+    ++calls;
+    r->BeginStream(201, {{"X-Target", request.target}});
+    workers.Run([r, target = request.target] {
+      EXPECT_TRUE(r->Write("a"));
+      EXPECT_TRUE(r->Write(""));  // no terminating chunk by accident
+      EXPECT_TRUE(r->Write(target));
+      r->End();
+      EXPECT_FALSE(r->Write("after end"));
+    });
+  });
+  TestClient client(server->port());
+  for (const std::string target : {"/first", "/second"}) {
+    ASSERT_TRUE(client.Send(Get(target)));
+    auto response = client.ReadResponse();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->head.status, 201);
+    EXPECT_TRUE(response->head.chunked());
+    EXPECT_EQ(*response->head.Find("X-Target"), target);
+    EXPECT_EQ(response->body, "a" + target);
+  }
+  EXPECT_EQ(calls.load(), 2);
+  EXPECT_EQ(server->open_connections(), 1u);
+}
+
+TEST(HttpServerAsyncTest, StreamToAnHttp10ClientIsUnchunkedAndEndsWithClose) {
+  auto server = StartAsyncOrDie([](HttpServerRequest, std::shared_ptr<Responder> r) {
+    r->BeginStream(200, {{"Content-Type", "text/plain"}});
+    r->Write("ab");
+    r->Write("cd");
+    r->End();
+  });
+  TestClient client(server->port());
+  ASSERT_TRUE(client.Send("GET / HTTP/1.0\r\n\r\n"));
+  auto head = client.ReadHead();
+  ASSERT_TRUE(head);
+  EXPECT_FALSE(head->chunked());
+  EXPECT_TRUE(client.ReadToEof());
+  EXPECT_EQ(client.pending(), "abcd");
+}
+
+TEST(HttpServerAsyncTest, ResponderDroppedMidStreamCutsTheStream) {
+  auto server = StartAsyncOrDie([](HttpServerRequest, std::shared_ptr<Responder> r) {
+    r->BeginStream(200, {});
+    r->Write("partial");
+  });
+  TestClient client(server->port());
+  ASSERT_TRUE(client.Send(Get("/")));
+  ASSERT_TRUE(client.ReadHead());
+  EXPECT_EQ(client.ReadChunk(), "partial");
+  EXPECT_TRUE(client.ReadToEof());
+  EXPECT_EQ(client.pending(), "");  // no terminating chunk
+}
+
+TEST(HttpServerAsyncTest, DroppedResponderGets500AndTheConnectionStaysUsable) {
+  auto server = StartAsyncOrDie([](HttpServerRequest, std::shared_ptr<Responder>) {});
+  TestClient client(server->port());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(client.Send(Get("/forgotten")));
+    auto response = client.ReadResponse();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->head.status, 500);
+    EXPECT_EQ(*response->head.Find("Content-Type"), "application/json");
+    EXPECT_THAT(response->body, HasSubstr(R"({"message":")"));
+    EXPECT_THAT(response->body, HasSubstr("/forgotten"));
+  }
+}
+
+TEST(HttpServerAsyncTest, HandlerExceptionGets500) {
+  auto server = StartAsyncOrDie([](HttpServerRequest, std::shared_ptr<Responder>) {
+    throw std::runtime_error("boom");
+  });
+  TestClient client(server->port());
+  ASSERT_TRUE(client.Send(Get("/explode")));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->head.status, 500);
+}
+
+TEST(HttpServerAsyncTest, ResponseThatNeverStartsGets504AfterTheResponseTimeout) {
+  HttpServerOptions options;
+  options.response_timeout = 1s;
+  Parked parked;
+  auto server = StartAsyncOrDie(parked.Handler(), options);
+  TestClient client(server->port());
+  ASSERT_TRUE(client.Send(Get("/slow")));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->head.status, 504);
+  EXPECT_EQ(*response->head.Find("Content-Type"), "application/json");
+  EXPECT_THAT(response->body, HasSubstr("/slow"));
+  ASSERT_EQ(parked.size(), 1u);
+  std::shared_ptr<Responder> r = parked.at(0);
+  EXPECT_TRUE(r->closed());
+  r->Send(TextResponse("too late"));  // ignored
+  // The connection serves the next request; the late answer did not leak in.
+  ASSERT_TRUE(client.Send(Get("/next")));
+  auto next = client.ReadResponse();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->head.status, 504);
+  EXPECT_THAT(next->body, HasSubstr("/next"));
+}
+
+TEST(HttpServerAsyncTest, StopEndsConnectionsWaitingOnRespondersWhichThenDoNothing) {
+  HttpServerOptions options;
+  options.threads = 2;
+  Parked parked;
+  auto server = StartAsyncOrDie(parked.Handler(), options);
+  TestClient waiting(server->port());
+  TestClient streaming(server->port());
+  ASSERT_TRUE(waiting.Send(Get("/wait")));
+  ASSERT_TRUE(Eventually([&] { return parked.size() == 1; }));
+  ASSERT_TRUE(streaming.Send(Get("/stream")));
+  ASSERT_TRUE(Eventually([&] { return parked.size() == 2; }));
+  std::shared_ptr<Responder> pending = parked.at(0);
+  std::shared_ptr<Responder> stream = parked.at(1);
+  stream->BeginStream(200, {});
+  ASSERT_TRUE(stream->Write("x"));
+  ASSERT_TRUE(streaming.ReadHead());
+  EXPECT_EQ(streaming.ReadChunk(), "x");
+
+  server->Stop();
+  EXPECT_EQ(server->open_connections(), 0u);
+  for (TestClient* client : {&waiting, &streaming}) {
+    client->ReadToEof();
+    EXPECT_NE(client->last_errno(), EAGAIN);
+  }
+  EXPECT_TRUE(pending->closed());
+  EXPECT_TRUE(stream->closed());
+  EXPECT_FALSE(stream->Write("y"));
+  server.reset();
+  // After the server is gone every call is a no-op.
+  pending->Send(TextResponse("nobody"));
+  pending->BeginStream(200, {});
+  EXPECT_FALSE(pending->Write("z"));
+  stream->End();
+  EXPECT_TRUE(pending->closed());
+  parked.responders.clear();
+}
+
+TEST(HttpServerAsyncTest, TwoHundredConcurrentRequestsAnsweredFromAThreadPool) {
+  Workers workers(4);
+  HttpServerOptions options;
+  options.threads = 2;
+  auto server = StartAsyncOrDie(
+      [&](HttpServerRequest request, std::shared_ptr<Responder> r) {
+        workers.Run([target = std::move(request.target), r] {
+          std::this_thread::sleep_for(1ms);
+          if (target.back() % 2 == 0) {
+            r->Send(TextResponse(target));
+          } else {
+            r->BeginStream(200, {});
+            r->Write(target.substr(0, 2));
+            r->Write(target.substr(2));
+            r->End();
+          }
+        });
+      },
+      options);
+  RunConcurrentClients(*server, 200);
+}
+
+TEST(HttpServerAsyncTest, InvalidOptionsAreRejected) {
+  HttpServerOptions options;
+  options.max_queued_bytes = 0;
+  auto server = HttpServer::StartAsync(options, [](HttpServerRequest, std::shared_ptr<Responder>) {});
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(HttpServer::StartAsync({}, nullptr).ok());
 }
 
 }  // namespace

@@ -14,12 +14,29 @@
 // branch on dialect(). SQL lives in named constants beside the code that runs
 // it (DESIGN.md).
 //
+// Several statements separated by ';' may be given to Exec() only without
+// parameters (migrations); Query() takes one statement.
+//
 // Transactions: Write() runs a function in a read-write transaction and
 // commits when it returns OK, rolls back otherwise; Read() runs one in a
 // read-only snapshot. The function may be run more than once when the engine
 // reports a transient conflict (SQLite busy, PostgreSQL serialization failure
 // or deadlock), so it must have no effects outside the transaction. A Tx is
-// valid only inside the function, on the calling thread.
+// valid only inside the function, on the calling thread (on SQLite, Write()
+// functions run on the writer thread: do not rely on thread-locals).
+//
+// A failed statement aborts the transaction on both engines (PostgreSQL's
+// rule): later statements in it fail with InvalidArgument, and a function
+// that returns OK anyway gets the first failure back, rolled back. Use
+// INSERT ... ON CONFLICT rather than "insert, and update on AlreadyExists".
+// Transaction control statements (BEGIN, COMMIT, SAVEPOINT, ...) are refused.
+// Calling Write()/Read() from inside a Write()/Read() function of the same
+// Database fails at once with FailedPrecondition (nested transactions are not
+// supported) instead of deadlocking.
+//
+// Keep Write() functions short and free of waits (network calls, sleeps):
+// on SQLite they run one after another on the writer thread, so a slow one
+// delays every writer.
 //
 // SQLite: one file, WAL, synchronous=FULL (a commit that returned is on disk),
 // foreign keys on. Writes go through one writer thread that commits
@@ -33,7 +50,7 @@
 // Errors are Status values with messages that name the operation and the
 // cause, never the bound parameter values (they may hold secrets):
 //   AlreadyExists       a UNIQUE or PRIMARY KEY constraint was violated
-//   FailedPrecondition  a FOREIGN KEY or CHECK constraint was violated
+//   FailedPrecondition  a FOREIGN KEY, CHECK or NOT NULL constraint was violated
 //   Unavailable         the database cannot be reached / is busy beyond the retries
 //   InvalidArgument     the SQL is wrong (a programming error, logged)
 //   DataLoss            the file is not a database or is corrupt
@@ -58,7 +75,14 @@ enum class Dialect { kSqlite, kPostgres };
 std::string_view DialectName(Dialect dialect);  // "sqlite" | "postgresql"
 
 // A parameter or column value. Text columns read back as std::string;
-// BIGINT as int64_t; DOUBLE PRECISION as double; NULL as monostate.
+// BIGINT as int64_t; DOUBLE PRECISION as double; NULL as monostate. On
+// PostgreSQL, result columns are converted by type: int2/int4/int8 and bool
+// (0/1) -> int64_t, float4/float8/numeric -> double, everything else -> text.
+// Expressions may still differ in kind between the engines (SUM of BIGINT is
+// numeric, hence double, on PostgreSQL), so read them with the accessors,
+// which convert. Parameters are sent to PostgreSQL as int8, float8 and
+// untyped text (so text binds to any column type); where a function wants
+// int4, write CAST($1 AS INTEGER), which both engines accept.
 using Value = std::variant<std::monostate, int64_t, double, std::string>;
 
 // Helpers to build parameter lists: Params{"abc", int64_t{3}, Null()}.
@@ -72,10 +96,18 @@ using Params = std::vector<Value>;
 // One result row. Accessors convert where sensible (an integer column read as
 // text gives its decimal form); reading a NULL with a non-Opt accessor gives
 // the type's zero value. Column indexes are checked (out of range asserts).
+//
+// A Row shares its column names with the Rows it came from, so it stays
+// valid on its own (QueryOne returns a Row; a Row may outlive its Rows).
 class Row {
  public:
+  Row(std::vector<Value> values, std::shared_ptr<const std::vector<std::string>> columns)
+      : values_(std::move(values)), columns_(std::move(columns)) {}
+  // Copies the names (for hand-built rows in tests).
   explicit Row(std::vector<Value> values, const std::vector<std::string>* columns)
-      : values_(std::move(values)), columns_(columns) {}
+      : values_(std::move(values)),
+        columns_(std::make_shared<const std::vector<std::string>>(
+            columns ? *columns : std::vector<std::string>{})) {}
   size_t size() const { return values_.size(); }
   bool IsNull(size_t i) const;
   std::string Text(size_t i) const;
@@ -90,7 +122,7 @@ class Row {
 
  private:
   std::vector<Value> values_;
-  const std::vector<std::string>* columns_;  // owned by the Rows
+  std::shared_ptr<const std::vector<std::string>> columns_;  // shared with the Rows
 };
 
 struct Rows {

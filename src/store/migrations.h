@@ -36,7 +36,11 @@ struct Migration {
 // The store's own migrations (the secrets table).
 std::vector<Migration> StoreMigrations();
 
-// Applies `migrations` (any order; sorted by version here). Errors:
+// Applies `migrations` (any order; sorted by version here). Pass every
+// module's migrations in ONE call: the "newer schema" check compares the
+// database with the highest version given. Each missing version is applied,
+// also one below the recorded maximum (modules number in their own ranges).
+// Errors:
 // InvalidArgument for duplicate versions, FailedPrecondition as above, or
 // the failing migration's error with its version and name as context.
 Status ApplyMigrations(Database& db, std::vector<Migration> migrations);

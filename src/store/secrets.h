@@ -19,8 +19,10 @@
 // new key to the file; RewrapAll re-encrypts every row under it, in batches.
 // A running server that meets a key id it does not hold re-reads the key file
 // once (Keyring::Open does this), so it keeps working through a rotation done
-// by another process. Old keys stay in the file (needed by backups) until
-// removed by hand.
+// by another process. It also notices a replaced key file within a couple of
+// seconds when sealing (one stat() per interval), so new secrets move to the
+// new primary key without a restart. Old keys stay in the file (needed by
+// backups) until removed by hand.
 //
 // SecretStore keeps secrets in the table
 //   secrets(id TEXT PRIMARY KEY, owner TEXT, purpose TEXT, key_id TEXT,
@@ -35,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,18 +53,21 @@ class SecretString {
  public:
   SecretString() = default;
   explicit SecretString(std::string value) : value_(std::move(value)) {}
-  SecretString(const SecretString&) = default;
-  SecretString& operator=(const SecretString&) = default;
-  SecretString(SecretString&&) noexcept = default;
-  SecretString& operator=(SecretString&&) noexcept = default;
+  // Copies and moves wipe the memory they leave behind.
+  SecretString(const SecretString& other) : value_(other.value_) {}
+  SecretString& operator=(const SecretString& other);
+  SecretString(SecretString&& other) noexcept;
+  SecretString& operator=(SecretString&& other) noexcept;
   ~SecretString();
   const std::string& reveal() const { return value_; }
   bool empty() const { return value_.empty(); }
   std::string ToString() const { return "****"; }
 
  private:
+  void Wipe() noexcept;
   std::string value_;
 };
+std::ostream& operator<<(std::ostream& out, const SecretString& secret);
 
 // "AKIA****WXYZ"-style hint: the first 4 and last 4 characters of a value of
 // 16+ characters, "****" otherwise. For access key ids only, never for
@@ -72,6 +78,14 @@ struct KeyringOptions {
   std::string data_dir{};  // where master.keys lives; empty with env key only
   // Read from the environment by Load(); tests set it directly.
   std::optional<std::string> env_master_key{};
+  // QUARRY_OLD_MASTER_KEYS: earlier environment keys (base64, comma-separated)
+  // that still open what they sealed. Read from the environment by Load()
+  // when unset here and a master key came from the environment or
+  // env_master_key; tests set it directly.
+  std::optional<std::string> env_old_master_keys{};
+  // How often Seal() checks whether the key file was replaced (a rotation by
+  // another process); 0 checks on every Seal (tests).
+  int64_t key_file_check_interval_ms = 2000;
 };
 
 class Keyring {
@@ -101,11 +115,22 @@ class Keyring {
   // The key id a sealed value names, or "" when it is not one.
   static std::string KeyIdOf(std::string_view sealed);
 
+  ~Keyring();  // wipes the key material
+  Keyring(const Keyring&) = delete;
+  Keyring& operator=(const Keyring&) = delete;
+
  private:
   Keyring() = default;
-  struct Key;
+  // Re-reads the key file (no-op for environment keys). Locks mutex_.
   Status Reload() const;
+  // Reloads when the key file changed since it was read (checked at most
+  // every couple of seconds). Locks mutex_.
+  void ReloadIfFileChanged() const;
   mutable std::mutex mutex_;
+  // Identity of the key file last read (inode, size, mtime ns) and when it
+  // was last compared; guarded by mutex_.
+  mutable std::string file_identity_;
+  mutable int64_t last_file_check_ms_ = 0;
   KeyringOptions options_;
   mutable std::vector<std::pair<std::string, std::string>> keys_;  // (id, raw key), primary last
 };
@@ -121,6 +146,8 @@ class SecretStore {
   // Replaces the value of an existing secret (NotFound when absent).
   Status Replace(Tx& tx, std::string_view secret_id, const SecretString& plaintext) const;
   Result<SecretString> Get(Tx& tx, std::string_view secret_id) const;
+  // Deleting a secret that does not exist is not an error (clean-up paths
+  // may run twice).
   Status Delete(Tx& tx, std::string_view secret_id) const;
   // Deletes every secret of an owner.
   Status DeleteOwned(Tx& tx, std::string_view owner) const;

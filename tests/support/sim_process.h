@@ -1,6 +1,6 @@
 #pragma once
-// Test support: `quarry sim --port 0 --exit-on-stdin-eof [extra args]` as a
-// child process. Start() reads the five lines it announces (URL and demo
+// Test support: `quarry sim --port 0 --exit-on-stdin-eof [extra args]` (or
+// another announcing command, see StartCommand) as a child process. Start() reads the five lines it announces (URL and demo
 // identity); closing its stdin (Stop()) stops it cleanly; the destructor kills
 // it if it is still running.
 
@@ -31,6 +31,18 @@ class SimProcess {
   // Starts `binary sim --port 0 --exit-on-stdin-eof extra_args…`. True when the
   // announced lines carried the URL, the access key and the agent alias ARN.
   bool Start(const std::string& binary, const std::vector<std::string>& extra_args = {}) {
+    std::vector<std::string> args = {binary, "sim", "--port", "0", "--exit-on-stdin-eof"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    if (!StartCommand(args, 5)) return false;
+    return vars_.count("URL") && vars_.count("AWS_ACCESS_KEY_ID") && vars_.count("AGENT_ALIAS_ARN");
+  }
+
+  // Starts any command that announces itself on its first `lines` stdout
+  // lines and stops at stdin EOF (`quarry serve --exit-on-stdin-eof`, ...).
+  // "listening on URL" sets var("URL"); "NAME=value" sets var("NAME"); every
+  // line is kept in lines(). False when the process could not start or
+  // printed nothing.
+  bool StartCommand(std::vector<std::string> args, int lines) {
     int in_pipe[2], out_pipe[2];
     if (pipe(in_pipe) != 0) return false;
     if (pipe(out_pipe) != 0) {
@@ -38,8 +50,6 @@ class SimProcess {
       close(in_pipe[1]);
       return false;
     }
-    std::vector<std::string> args = {binary, "sim", "--port", "0", "--exit-on-stdin-eof"};
-    args.insert(args.end(), extra_args.begin(), extra_args.end());
     pid_ = fork();
     if (pid_ < 0) return false;
     if (pid_ == 0) {
@@ -58,17 +68,21 @@ class SimProcess {
     stdin_fd_ = in_pipe[1];
     out_ = fdopen(out_pipe[0], "r");
     char line[1024];
-    for (int i = 0; i < 5 && fgets(line, sizeof line, out_) != nullptr; ++i) {
+    for (int i = 0; i < lines && fgets(line, sizeof line, out_) != nullptr; ++i) {
       std::string text(line);
       while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+      lines_.push_back(text);
       if (text.rfind("listening on ", 0) == 0) {
         vars_["URL"] = text.substr(13);
       } else if (const size_t eq = text.find('='); eq != std::string::npos) {
         vars_[text.substr(0, eq)] = text.substr(eq + 1);
       }
     }
-    return vars_.count("URL") && vars_.count("AWS_ACCESS_KEY_ID") && vars_.count("AGENT_ALIAS_ARN");
+    return !lines_.empty();
   }
+
+  pid_t pid() const { return pid_; }
+  const std::vector<std::string>& lines() const { return lines_; }
 
   // Closes stdin and waits: the exit status of a clean stop.
   int Stop() {
@@ -90,6 +104,7 @@ class SimProcess {
   int stdin_fd_ = -1;
   FILE* out_ = nullptr;
   std::map<std::string, std::string> vars_;
+  std::vector<std::string> lines_;
 };
 
 }  // namespace quarry::testing
