@@ -308,6 +308,12 @@ void RegisterDemoCommand(CLI::App& app) {
       options.data_dir = pattern;
     }
     RunPlatformDemo(options);
+    // A temporary directory made for this run goes with it; one the user
+    // named stays (a failed run also leaves its data, for a look).
+    if (flags->data_dir.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(options.data_dir, ignored);
+    }
   });
 }
 

@@ -62,6 +62,11 @@ constexpr auto kCheckpointInterval = std::chrono::seconds(1);
 // a WAL that cannot be reset does not make the thread spin.
 constexpr auto kCheckpointSpacing = std::chrono::milliseconds(20);
 constexpr int64_t kWalLimitBytes = int64_t{64} << 20;
+// The writer's RESTART waits at most this long for readers to leave the WAL
+// (a long Read() must not stall every write), and after a failed attempt
+// waits this long before the next one.
+constexpr int kRestartBusyTimeoutMs = 20;
+constexpr auto kRestartRetryDelay = std::chrono::milliseconds(200);
 // A failing checkpoint is logged at warning level at most this often.
 constexpr auto kCheckpointLogInterval = std::chrono::seconds(60);
 
@@ -608,12 +613,17 @@ class SqliteDatabase final : public Database {
     if (memory_) return;
     const int pages = wal_pages_.load(std::memory_order_relaxed);
     if (int64_t{pages} * page_size_ < kWalLimitBytes) return;
+    const auto now = Clock::now();
+    if (now < next_restart_attempt_) return;
     sqlite3* db = writer_conn_->db();
+    sqlite3_busy_timeout(db, kRestartBusyTimeoutMs);
     const int rc =
         sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
-    // Busy: the checkpoint thread is mid-way, or a reader outlasted the busy
-    // timeout; the next batch tries again.
-    if (rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY) return;
+    sqlite3_busy_timeout(db, kBusyTimeoutMs);
+    if (rc == SQLITE_OK) return;
+    next_restart_attempt_ = now + kRestartRetryDelay;
+    // Busy: the checkpoint thread is mid-way, or a reader stayed; try later.
+    if ((rc & 0xff) == SQLITE_BUSY) return;
     LogCheckpointFailure(pages, sqlite3_errmsg(db), last_restart_warning_);
   }
 
@@ -810,6 +820,7 @@ class SqliteDatabase final : public Database {
   int64_t page_size_ = 4096;       // set in Start()
   Clock::time_point last_checkpoint_warning_{};  // checkpointer_ only
   Clock::time_point last_restart_warning_{};     // writer_ only
+  Clock::time_point next_restart_attempt_{};     // writer_ only
 
   std::mutex readers_mutex_;
   std::condition_variable readers_cv_;
