@@ -167,6 +167,31 @@ TEST_F(ServeCliTest, WalksTheSeedFromTheCommandLine) {
   EXPECT_NE(providers.stdout_text.find("working"), std::string::npos) << providers.stdout_text;
 }
 
+// `quarry keys rotate` while the server runs: the secrets are re-encrypted
+// under a new key, and the running server still opens them (it re-reads the
+// key file when it meets the new key id).
+TEST_F(ServeCliTest, KeysRotateWhileServingKeepsProvidersWorking) {
+  Login();
+  json provider = QuarryJson({"providers", "add", "Before rotation", "--access-key-id", kDemoKey,
+                              "--secret-access-key", kDemoSecret});
+  const std::string provider_id = provider.value("id", "");
+  ASSERT_FALSE(provider_id.empty()) << provider.dump();
+
+  ProcessResult rotated = Quarry({"keys", "rotate", "--data-dir", data_->Path("data")});
+  ASSERT_EQ(rotated.exit_code, 0) << rotated.stdout_text << rotated.stderr_text;
+  EXPECT_EQ(rotated.stdout_text.find("Re-encrypted 0 secrets"), std::string::npos)
+      << "the provider's secrets must be re-encrypted: " << rotated.stdout_text;
+  EXPECT_NE(rotated.stdout_text.find("Re-encrypted"), std::string::npos) << rotated.stdout_text;
+  std::ifstream keys(data_->Path("data/master.keys"));
+  int lines = 0;
+  for (std::string line; std::getline(keys, line);) lines += (line.empty() || line[0] == '#') ? 0 : 1;
+  EXPECT_EQ(lines, 2) << "the old key stays for backups, the new one is primary";
+
+  ProcessResult test = Quarry({"providers", "test", provider_id});
+  EXPECT_EQ(test.exit_code, 0) << test.stdout_text << test.stderr_text;
+  EXPECT_NE(test.stdout_text.find("status: working"), std::string::npos) << test.stdout_text;
+}
+
 TEST_F(ServeCliTest, ClientWithoutALoginSaysWhatToDo) {
   ScratchDir empty_config;
   ProcessResult result = RunProcess({"env", "XDG_CONFIG_HOME=" + empty_config.path(), "QUARRY_SERVER=",
