@@ -101,15 +101,14 @@ Result<domain::PageRequest> PageFrom(const ApiRequest& request) {
 
 Status Audit(store::Tx& tx, ServerContext& context, const ApiRequest& request, std::string action,
              std::string target_type, std::string target_id, json before, json after) {
-  domain::AuditEntry entry;
-  entry.org_id = request.who().org_id;
-  entry.action = std::move(action);
-  entry.target_type = std::move(target_type);
-  entry.target_id = std::move(target_id);
-  entry.before = std::move(before);
-  entry.after = std::move(after);
-  entry.request_id = request.request_id;
-  return domain::RecordAudit(tx, *context.clock, &request.who(), std::move(entry));
+  return domain::RecordAudit(tx, *context.clock, &request.who(),
+                             {.org_id = request.who().org_id,
+                              .action = std::move(action),
+                              .target_type = std::move(target_type),
+                              .target_id = std::move(target_id),
+                              .before = std::move(before),
+                              .after = std::move(after),
+                              .request_id = request.request_id});
 }
 
 // An admin whose own domain is unverified must not be able to take over an

@@ -214,14 +214,13 @@ Result<AgentConnection> CreateAgentConnection(store::Tx& tx, const Clock& clock,
     if (inserted.status().code() == StatusCode::kAlreadyExists) return Taken(a, inserted.status());
     return inserted.status();
   }
-  AuditEntry audit;
-  audit.org_id = a.org_id;
-  audit.action = "agent_connection.create";
-  audit.target_type = "agent_connection";
-  audit.target_id = a.id;
-  audit.after = AgentConnectionToJson(a);
-  audit.request_id = request_id;
-  QUARRY_RETURN_IF_ERROR(RecordAudit(tx, clock, &actor, std::move(audit)));
+  QUARRY_RETURN_IF_ERROR(RecordAudit(tx, clock, &actor,
+                                     {.org_id = a.org_id,
+                                      .action = "agent_connection.create",
+                                      .target_type = "agent_connection",
+                                      .target_id = a.id,
+                                      .after = AgentConnectionToJson(a),
+                                      .request_id = request_id}));
   return a;
 }
 
@@ -266,15 +265,14 @@ Result<AgentConnection> UpdateAgentConnection(store::Tx& tx, const Clock& clock,
                   "agent connection " + a.id + " changed while this update ran; fetch it again and retry");
   }
   a.version = before.version + 1;
-  AuditEntry audit;
-  audit.org_id = a.org_id;
-  audit.action = "agent_connection.update";
-  audit.target_type = "agent_connection";
-  audit.target_id = a.id;
-  audit.before = AgentConnectionToJson(before);
-  audit.after = AgentConnectionToJson(a);
-  audit.request_id = request_id;
-  QUARRY_RETURN_IF_ERROR(RecordAudit(tx, clock, &actor, std::move(audit)));
+  QUARRY_RETURN_IF_ERROR(RecordAudit(tx, clock, &actor,
+                                     {.org_id = a.org_id,
+                                      .action = "agent_connection.update",
+                                      .target_type = "agent_connection",
+                                      .target_id = a.id,
+                                      .before = AgentConnectionToJson(before),
+                                      .after = AgentConnectionToJson(a),
+                                      .request_id = request_id}));
   return a;
 }
 
@@ -282,14 +280,13 @@ Status DeleteAgentConnection(store::Tx& tx, const Clock& clock, const Principal&
                              const std::string& request_id) {
   QUARRY_ASSIGN_OR_RETURN(int64_t deleted, tx.Exec(kDeleteAgent, {agent.org_id, agent.id}));
   if (deleted == 0) return NotFoundError("agent connection " + agent.id + " not found");
-  AuditEntry audit;
-  audit.org_id = agent.org_id;
-  audit.action = "agent_connection.delete";
-  audit.target_type = "agent_connection";
-  audit.target_id = agent.id;
-  audit.before = AgentConnectionToJson(agent);
-  audit.request_id = request_id;
-  return RecordAudit(tx, clock, &actor, std::move(audit));
+  return RecordAudit(tx, clock, &actor,
+                     {.org_id = agent.org_id,
+                      .action = "agent_connection.delete",
+                      .target_type = "agent_connection",
+                      .target_id = agent.id,
+                      .before = AgentConnectionToJson(agent),
+                      .request_id = request_id});
 }
 
 }  // namespace quarry::domain

@@ -7,6 +7,7 @@
 #include "common/crypto.h"
 #include "common/encoding.h"
 #include "common/ids.h"
+#include "domain/audit.h"
 
 namespace quarry::domain::app_internal {
 namespace {
@@ -105,6 +106,20 @@ std::string FormatMillisUtc(WallTime time) {
 
 std::string NowText(const ChangeContext& change) {
   return FormatMillisUtc(change.clock != nullptr ? change.clock->Now() : SystemClock::Get().Now());
+}
+
+Status Audit(store::Tx& tx, const ChangeContext& change, std::string action,
+             std::string target_type, std::string target_id, nlohmann::json before,
+             nlohmann::json after) {
+  return RecordAudit(tx, change.clock != nullptr ? *change.clock : SystemClock::Get(),
+                     change.principal,
+                     {.org_id = change.org_id,
+                      .action = std::move(action),
+                      .target_type = std::move(target_type),
+                      .target_id = std::move(target_id),
+                      .before = std::move(before),
+                      .after = std::move(after),
+                      .request_id = change.request_id});
 }
 
 std::string ActorId(const ChangeContext& change) {

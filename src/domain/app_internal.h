@@ -42,6 +42,12 @@ std::string ActorId(const ChangeContext& change);
 // PermissionDenied unless the actor is a builder or admin (or the system).
 Status RequireBuilder(const ChangeContext& change, std::string_view what);
 
+// Records an audit entry for a change made under `change` (apps, objects,
+// fields share it).
+Status Audit(store::Tx& tx, const ChangeContext& change, std::string action,
+             std::string target_type, std::string target_id, nlohmann::json before,
+             nlohmann::json after);
+
 // Runs the optional version check.
 Status RunVersionCheck(const VersionCheck& check, int64_t current_version);
 

@@ -41,21 +41,6 @@ constexpr std::string_view kUpdateObject =
     "WHERE id = $1";
 constexpr std::string_view kDeleteObject = "DELETE FROM app_objects WHERE id = $1";
 
-Status Audit(store::Tx& tx, const ChangeContext& change, std::string action,
-             std::string target_type, std::string target_id, nlohmann::json before,
-             nlohmann::json after) {
-  AuditEntry entry;
-  entry.org_id = change.org_id;
-  entry.action = std::move(action);
-  entry.target_type = std::move(target_type);
-  entry.target_id = std::move(target_id);
-  entry.before = std::move(before);
-  entry.after = std::move(after);
-  entry.request_id = change.request_id;
-  return RecordAudit(tx, change.clock != nullptr ? *change.clock : SystemClock::Get(),
-                     change.principal, std::move(entry));
-}
-
 void CheckNamespace(const std::string& value, FieldErrors* errors) {
   if (!IsValidNamespace(value)) {
     errors->Add("namespace",
@@ -275,7 +260,8 @@ Result<App> CreateApp(store::Tx& tx, const ChangeContext& change, const nlohmann
   QUARRY_RETURN_IF_ERROR(tx.Exec(kInsertApp, {app.id, app.org_id, app.name, app.namespace_name,
                                               app.handle, app.description, app.created_by,
                                               app.created_at}));
-  QUARRY_RETURN_IF_ERROR(Audit(tx, change, "app.create", "app", app.id, nullptr, app.ToJson()));
+  QUARRY_RETURN_IF_ERROR(
+      app_internal::Audit(tx, change, "app.create", "app", app.id, nullptr, app.ToJson()));
   return app;
 }
 
@@ -322,7 +308,7 @@ Result<App> UpdateApp(store::Tx& tx, const ChangeContext& change, std::string_vi
   QUARRY_RETURN_IF_ERROR(tx.Exec(kUpdateApp, {app.id, app.name, app.namespace_name, app.handle,
                                               app.description, app.updated_at}));
   QUARRY_RETURN_IF_ERROR(
-      Audit(tx, change, "app.update", "app", app.id, before.ToJson(), app.ToJson()));
+      app_internal::Audit(tx, change, "app.update", "app", app.id, before.ToJson(), app.ToJson()));
   return app;
 }
 
@@ -340,7 +326,7 @@ Status DeleteApp(store::Tx& tx, const ChangeContext& change, std::string_view ap
     }
   }
   QUARRY_RETURN_IF_ERROR(tx.Exec(kDeleteApp, {app.id}));
-  return Audit(tx, change, "app.delete", "app", app.id, app.ToJson(), nullptr);
+  return app_internal::Audit(tx, change, "app.delete", "app", app.id, app.ToJson(), nullptr);
 }
 
 Result<App> GetApp(store::Tx& tx, const std::string& org_id, std::string_view app_ref) {
@@ -406,8 +392,8 @@ Result<ObjectSchema> CreateObject(store::Tx& tx, const ChangeContext& change,
                       "; choose another api_name");
   }
   QUARRY_RETURN_IF_ERROR(inserted);
-  QUARRY_RETURN_IF_ERROR(
-      Audit(tx, change, "object.create", "object", object.id, nullptr, object.ToJson()));
+  QUARRY_RETURN_IF_ERROR(app_internal::Audit(tx, change, "object.create", "object", object.id,
+                                             nullptr, object.ToJson()));
   return schema;
 }
 
@@ -443,8 +429,8 @@ Result<ObjectSchema> UpdateObject(store::Tx& tx, const ChangeContext& change,
   object.updated_at = NowText(change);
   QUARRY_RETURN_IF_ERROR(
       tx.Exec(kUpdateObject, {object.id, object.name, object.description, object.updated_at}));
-  QUARRY_RETURN_IF_ERROR(Audit(tx, change, "object.update", "object", object.id, before.ToJson(),
-                               object.ToJson()));
+  QUARRY_RETURN_IF_ERROR(app_internal::Audit(tx, change, "object.update", "object", object.id,
+                                             before.ToJson(), object.ToJson()));
   QUARRY_ASSIGN_OR_RETURN(schema.fields, app_internal::LoadFields(tx, object.id));
   return schema;
 }
@@ -467,7 +453,8 @@ Status DeleteObject(store::Tx& tx, const ChangeContext& change, std::string_view
     }
   }
   QUARRY_RETURN_IF_ERROR(tx.Exec(kDeleteObject, {object.id}));
-  return Audit(tx, change, "object.delete", "object", object.id, object.ToJson(), nullptr);
+  return app_internal::Audit(tx, change, "object.delete", "object", object.id, object.ToJson(),
+                             nullptr);
 }
 
 Result<ObjectSchema> GetObject(store::Tx& tx, const std::string& org_id, std::string_view app_ref,

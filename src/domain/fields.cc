@@ -181,20 +181,6 @@ store::Params FieldParams(const Field& field) {
   };
 }
 
-Status Audit(store::Tx& tx, const ChangeContext& change, std::string action, const Field& field,
-             nlohmann::json before, nlohmann::json after) {
-  AuditEntry entry;
-  entry.org_id = change.org_id;
-  entry.action = std::move(action);
-  entry.target_type = "field";
-  entry.target_id = field.id;
-  entry.before = std::move(before);
-  entry.after = std::move(after);
-  entry.request_id = change.request_id;
-  return RecordAudit(tx, change.clock != nullptr ? *change.clock : SystemClock::Get(),
-                     change.principal, std::move(entry));
-}
-
 Result<Field> FindField(store::Tx& tx, const AppObject& object, std::string_view field_ref) {
   QUARRY_ASSIGN_OR_RETURN(std::vector<Field> fields, app_internal::LoadFields(tx, object.id));
   for (Field& field : fields) {
@@ -650,7 +636,8 @@ Result<Field> CreateField(store::Tx& tx, const ChangeContext& change, std::strin
                       "; choose another api_name or update that field");
   }
   QUARRY_RETURN_IF_ERROR(inserted);
-  QUARRY_RETURN_IF_ERROR(Audit(tx, change, "field.create", field, nullptr, field.ToJson()));
+  QUARRY_RETURN_IF_ERROR(
+      app_internal::Audit(tx, change, "field.create", "field", field.id, nullptr, field.ToJson()));
   return field;
 }
 
@@ -722,7 +709,8 @@ Result<Field> UpdateField(store::Tx& tx, const ChangeContext& change, std::strin
   params.insert(params.end(), rest.begin(), rest.end());
   params.push_back(field.updated_at);
   QUARRY_RETURN_IF_ERROR(tx.Exec(kUpdateField, params));
-  QUARRY_RETURN_IF_ERROR(Audit(tx, change, "field.update", field, before.ToJson(), field.ToJson()));
+  QUARRY_RETURN_IF_ERROR(app_internal::Audit(tx, change, "field.update", "field", field.id,
+                                             before.ToJson(), field.ToJson()));
   return field;
 }
 
@@ -743,7 +731,8 @@ Status DeleteField(store::Tx& tx, const ChangeContext& change, std::string_view 
     QUARRY_RETURN_IF_ERROR(tx.Exec(kStripValuesSqlite, {"$." + field.api_name, object.id}));
   }
   QUARRY_RETURN_IF_ERROR(tx.Exec(kDeleteField, {field.id}));
-  return Audit(tx, change, "field.delete", field, field.ToJson(), nullptr);
+  return app_internal::Audit(tx, change, "field.delete", "field", field.id, field.ToJson(),
+                             nullptr);
 }
 
 Result<Field> GetField(store::Tx& tx, const std::string& org_id, std::string_view app_ref,

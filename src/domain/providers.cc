@@ -853,14 +853,13 @@ Result<Provider> CreateProvider(store::Tx& tx, const store::SecretStore& secrets
     }
     return inserted.status();
   }
-  AuditEntry audit;
-  audit.org_id = p.org_id;
-  audit.action = "provider.create";
-  audit.target_type = "provider";
-  audit.target_id = p.id;
-  audit.after = ProviderToJson(p, clock.Now(), 0);
-  audit.request_id = request_id;
-  QUARRY_RETURN_IF_ERROR(RecordAudit(tx, clock, &actor, std::move(audit)));
+  QUARRY_RETURN_IF_ERROR(RecordAudit(tx, clock, &actor,
+                                     {.org_id = p.org_id,
+                                      .action = "provider.create",
+                                      .target_type = "provider",
+                                      .target_id = p.id,
+                                      .after = ProviderToJson(p, clock.Now(), 0),
+                                      .request_id = request_id}));
   return p;
 }
 
@@ -956,15 +955,15 @@ Result<Provider> UpdateProvider(store::Tx& tx, const store::SecretStore& secrets
   if (draft.connection_changed) {
     QUARRY_RETURN_IF_ERROR(tx.Exec("DELETE FROM provider_catalogues WHERE provider_id = $1", {p.id}).status());
   }
-  AuditEntry audit;
-  audit.org_id = p.org_id;
-  audit.action = draft.credentials_changed ? "provider.rotate_credentials" : "provider.update";
-  audit.target_type = "provider";
-  audit.target_id = p.id;
-  audit.before = ProviderToJson(before, clock.Now(), 0);
-  audit.after = ProviderToJson(p, clock.Now(), 0);
-  audit.request_id = request_id;
-  QUARRY_RETURN_IF_ERROR(RecordAudit(tx, clock, &actor, std::move(audit)));
+  QUARRY_RETURN_IF_ERROR(RecordAudit(
+      tx, clock, &actor,
+      {.org_id = p.org_id,
+       .action = draft.credentials_changed ? "provider.rotate_credentials" : "provider.update",
+       .target_type = "provider",
+       .target_id = p.id,
+       .before = ProviderToJson(before, clock.Now(), 0),
+       .after = ProviderToJson(p, clock.Now(), 0),
+       .request_id = request_id}));
   return p;
 }
 
@@ -976,15 +975,15 @@ Status RecordProviderTest(store::Tx& tx, const Clock& clock, const Principal& ac
                             store::OptionalText(JsonColumn(outcome.last_error)),
                             store::OptionalText(JsonColumn(outcome.report)), outcome.tested_at, outcome.identity_arn}));
   if (changed == 0) return NotFoundError("provider " + provider.id + " was deleted while it was being tested");
-  AuditEntry audit;
-  audit.org_id = provider.org_id;
-  audit.action = "provider.test";
-  audit.target_type = "provider";
-  audit.target_id = provider.id;
-  audit.before = {{"status", ProviderStatusName(provider.status)}};
-  audit.after = {{"status", ProviderStatusName(outcome.status)}, {"last_error", outcome.last_error}};
-  audit.request_id = request_id;
-  return RecordAudit(tx, clock, &actor, std::move(audit));
+  return RecordAudit(tx, clock, &actor,
+                     {.org_id = provider.org_id,
+                      .action = "provider.test",
+                      .target_type = "provider",
+                      .target_id = provider.id,
+                      .before = {{"status", ProviderStatusName(provider.status)}},
+                      .after = {{"status", ProviderStatusName(outcome.status)},
+                                {"last_error", outcome.last_error}},
+                      .request_id = request_id});
 }
 
 Status DeleteProvider(store::Tx& tx, const store::SecretStore& secrets, const Clock& clock, const Principal& actor,
@@ -1004,14 +1003,13 @@ Status DeleteProvider(store::Tx& tx, const store::SecretStore& secrets, const Cl
   QUARRY_RETURN_IF_ERROR(secrets.DeleteOwned(tx, Owner(provider.id)));
   QUARRY_ASSIGN_OR_RETURN(int64_t deleted, tx.Exec(kDeleteProvider, {provider.org_id, provider.id}));
   if (deleted == 0) return NotFoundError("provider " + provider.id + " not found");
-  AuditEntry audit;
-  audit.org_id = provider.org_id;
-  audit.action = "provider.delete";
-  audit.target_type = "provider";
-  audit.target_id = provider.id;
-  audit.before = ProviderToJson(provider, clock.Now(), 0);
-  audit.request_id = request_id;
-  return RecordAudit(tx, clock, &actor, std::move(audit));
+  return RecordAudit(tx, clock, &actor,
+                     {.org_id = provider.org_id,
+                      .action = "provider.delete",
+                      .target_type = "provider",
+                      .target_id = provider.id,
+                      .before = ProviderToJson(provider, clock.Now(), 0),
+                      .request_id = request_id});
 }
 
 // ---------------------------------------------------------------------------

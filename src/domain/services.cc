@@ -561,14 +561,13 @@ Result<Service> CreateService(store::Tx& tx, const Clock& clock, const Principal
     if (inserted.status().code() == StatusCode::kAlreadyExists) return NameTaken(s.name);
     return inserted.status();
   }
-  AuditEntry audit;
-  audit.org_id = s.org_id;
-  audit.action = "service.create";
-  audit.target_type = "service";
-  audit.target_id = s.id;
-  audit.after = ServiceToJson(s);
-  audit.request_id = request_id;
-  QUARRY_RETURN_IF_ERROR(RecordAudit(tx, clock, &actor, std::move(audit)));
+  QUARRY_RETURN_IF_ERROR(RecordAudit(tx, clock, &actor,
+                                     {.org_id = s.org_id,
+                                      .action = "service.create",
+                                      .target_type = "service",
+                                      .target_id = s.id,
+                                      .after = ServiceToJson(s),
+                                      .request_id = request_id}));
   return s;
 }
 
@@ -615,15 +614,14 @@ Result<Service> UpdateService(store::Tx& tx, const Clock& clock, const Principal
     return Status(StatusCode::kAborted, "service " + s.id + " changed while this update ran; fetch it again and retry");
   }
   s.version = before.version + 1;
-  AuditEntry audit;
-  audit.org_id = s.org_id;
-  audit.action = "service.update";
-  audit.target_type = "service";
-  audit.target_id = s.id;
-  audit.before = ServiceToJson(before);
-  audit.after = ServiceToJson(s);
-  audit.request_id = request_id;
-  QUARRY_RETURN_IF_ERROR(RecordAudit(tx, clock, &actor, std::move(audit)));
+  QUARRY_RETURN_IF_ERROR(RecordAudit(tx, clock, &actor,
+                                     {.org_id = s.org_id,
+                                      .action = "service.update",
+                                      .target_type = "service",
+                                      .target_id = s.id,
+                                      .before = ServiceToJson(before),
+                                      .after = ServiceToJson(s),
+                                      .request_id = request_id}));
   return s;
 }
 
@@ -631,14 +629,13 @@ Status DeleteService(store::Tx& tx, const Clock& clock, const Principal& actor, 
                      const std::string& request_id) {
   QUARRY_ASSIGN_OR_RETURN(int64_t deleted, tx.Exec(kDeleteService, {service.org_id, service.id}));
   if (deleted == 0) return NotFoundError("service " + service.id + " not found");
-  AuditEntry audit;
-  audit.org_id = service.org_id;
-  audit.action = "service.delete";
-  audit.target_type = "service";
-  audit.target_id = service.id;
-  audit.before = ServiceToJson(service);
-  audit.request_id = request_id;
-  return RecordAudit(tx, clock, &actor, std::move(audit));
+  return RecordAudit(tx, clock, &actor,
+                     {.org_id = service.org_id,
+                      .action = "service.delete",
+                      .target_type = "service",
+                      .target_id = service.id,
+                      .before = ServiceToJson(service),
+                      .request_id = request_id});
 }
 
 }  // namespace quarry::domain
