@@ -1,0 +1,3 @@
+#include "engine/automation_spec.h"
+
+namespace quarry::engine {}  // namespace quarry::engine

@@ -1,0 +1,3 @@
+#include "engine/call_cache.h"
+
+namespace quarry::engine {}  // namespace quarry::engine

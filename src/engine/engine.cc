@@ -1,0 +1,3 @@
+#include "engine/engine.h"
+
+namespace quarry::engine {}  // namespace quarry::engine

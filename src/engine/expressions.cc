@@ -1,0 +1,3 @@
+#include "engine/expressions.h"
+
+namespace quarry::engine {}  // namespace quarry::engine

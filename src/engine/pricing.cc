@@ -1,0 +1,3 @@
+#include "engine/pricing.h"
+
+namespace quarry::engine {}  // namespace quarry::engine

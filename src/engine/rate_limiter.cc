@@ -1,0 +1,3 @@
+#include "engine/rate_limiter.h"
+
+namespace quarry::engine {}  // namespace quarry::engine

@@ -1,0 +1,3 @@
+#include "engine/run_store.h"
+
+namespace quarry::engine {}  // namespace quarry::engine

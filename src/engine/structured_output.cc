@@ -1,0 +1,3 @@
+#include "engine/structured_output.h"
+
+namespace quarry::engine {}  // namespace quarry::engine

@@ -1,0 +1,3 @@
+#include "engine/templates.h"
+
+namespace quarry::engine {}  // namespace quarry::engine

@@ -1,0 +1,3 @@
+#include "engine/webhook.h"
+
+namespace quarry::engine {}  // namespace quarry::engine
