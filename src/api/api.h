@@ -48,8 +48,13 @@
 namespace quarry::bedrock {
 struct BedrockError;
 }
+namespace quarry::domain {
+class RecordService;
+}  // namespace quarry::domain
+
 namespace quarry::engine {
 class ProviderClients;
+class Engine;
 }
 
 namespace quarry::api {
@@ -231,6 +236,11 @@ struct ServerContext {
   std::shared_ptr<const Clock> clock;
   std::shared_ptr<MetricsRegistry> metrics;
   std::shared_ptr<engine::ProviderClients> provider_clients;
+  // Record operations shared with the engine (whose write hook it carries);
+  // RegisterAppRoutes makes one when null.
+  std::shared_ptr<domain::RecordService> records;
+  // The automation engine; automation routes answer 503 when null.
+  std::shared_ptr<engine::Engine> engine;
   ServerSettings settings;
 };
 
@@ -240,5 +250,6 @@ void RegisterAccountRoutes(Router& router, ServerContext& context);   // login, 
 void RegisterProviderRoutes(Router& router, ServerContext& context);  // providers, models, services, try-it
 void RegisterAgentRoutes(Router& router, ServerContext& context);     // agent connections, conversations, chat
 void RegisterAppRoutes(Router& router, ServerContext& context);       // apps, objects, fields, records
+void RegisterAutomationRoutes(Router& router, ServerContext& context);  // automations, runs, reviews, alerts, templates
 
 }  // namespace quarry::api

@@ -415,7 +415,8 @@ void RegisterRecords(Router& router, ServerContext* context,
 
 void RegisterAppRoutes(Router& router, ServerContext& context) {
   ServerContext* shared = &context;
-  auto records = std::make_shared<domain::RecordService>(context.db, context.clock);
+  if (!context.records) context.records = std::make_shared<domain::RecordService>(context.db, context.clock);
+  std::shared_ptr<domain::RecordService> records = context.records;
   RegisterApps(router, shared);
   RegisterObjects(router, shared);
   RegisterFields(router, shared);

@@ -281,6 +281,7 @@ class ApiServerImpl final : public ApiServer {
     RegisterProviderRoutes(router_, *context_);
     RegisterAgentRoutes(router_, *context_);
     RegisterAppRoutes(router_, *context_);
+    RegisterAutomationRoutes(router_, *context_);
 
     pool_ = std::make_unique<WorkerPool>(options_.worker_threads, options_.max_queued_requests);
     net::HttpServerOptions http_options;

@@ -24,5 +24,7 @@ void RegisterBedrockCommand(CLI::App& app);
 void RegisterServeCommand(CLI::App& app);
 // quarry login | providers | models | services | apps | records | agents | chat
 void RegisterClientCommands(CLI::App& app);
+// quarry automations | runs | reviews | alerts | templates
+void RegisterAutomationCommands(CLI::App& app);
 
 }  // namespace quarry::cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   quarry::cli::RegisterServeCommand(app);
   quarry::cli::RegisterKeysCommand(app);
   quarry::cli::RegisterClientCommands(app);
+  quarry::cli::RegisterAutomationCommands(app);
 
   app.parse_complete_callback([&] {
     const quarry::Status status = quarry::InitLogging({.level = log_level});
