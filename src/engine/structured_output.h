@@ -30,7 +30,9 @@ namespace quarry::engine {
 nlohmann::json OutputJsonSchema(const std::vector<OutputField>& fields);
 
 // The paragraph appended to an agent's task: answer with only one JSON object
-// matching this schema (the schema is included, compact), no prose.
+// matching this schema, no prose. Its last line is exactly
+// "JSON schema: " followed by OutputJsonSchema(fields) as compact JSON (the
+// emulator's agents recognise that line and answer with conforming JSON).
 std::string StructuredAnswerInstructions(const std::vector<OutputField>& fields);
 
 // The validated values ({"<name>": value} for every declared field).
