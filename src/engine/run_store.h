@@ -101,6 +101,7 @@ struct AutomationVersion {
 
 // A published automation that a record write may trigger.
 struct TriggerCandidate {
+  std::string org_id{};
   std::string automation_id{};
   int64_t version = 0;
   std::string app_id{};
@@ -225,9 +226,14 @@ struct RunFilter {
   std::string mode{};           // "" = any
 };
 
-// Statistics over a time window (finished runs, by finished_at).
+// Statistics over a time window. For an automation: its runs created in the
+// window; "finished" = succeeded, failed or cancelled; running counts queued
+// and running runs (in progress); latency percentiles (nearest rank) over the
+// newest 10,000 finished runs. For an agent: its run_agent_task steps started
+// in the window (skipped ones excluded); failed includes "defaulted" steps;
+// finished = succeeded + failed; latency is the step's.
 struct RunStats {
-  int64_t invocations = 0;  // runs started in the window
+  int64_t invocations = 0;  // runs (steps) started in the window
   int64_t succeeded = 0, failed = 0, waiting_review = 0, running = 0;
   double success_rate = 0, failure_rate = 0;  // over finished runs; 0 when none
   int64_t latency_p50_ms = 0, latency_p95_ms = 0;  // run latency (created -> finished)
@@ -251,6 +257,7 @@ class RunStore {
   Result<AutomationRow> CreateAutomation(store::Tx& tx, AutomationRow row);
   // NotFound when absent (or in another organization).
   Result<AutomationRow> GetAutomation(store::Tx& tx, const std::string& org_id, const std::string& id);
+  // Oldest first (created_at, id).
   Result<domain::Page<AutomationRow>> ListAutomations(store::Tx& tx, const std::string& org_id,
                                                       const std::string& app_id,  // "" = all
                                                       const domain::PageRequest& page);
@@ -258,6 +265,8 @@ class RunStore {
   // (when set) differs.
   Result<AutomationRow> UpdateAutomation(store::Tx& tx, const AutomationRow& row,
                                          std::optional<int64_t> expected_version);
+  // Deletes it with its versions, runs (and their steps and reviews) and
+  // alerts; NotFound when absent.
   Status DeleteAutomation(store::Tx& tx, const std::string& org_id, const std::string& id);
   // Stores the definition as the next version and points the automation at it.
   Result<AutomationVersion> Publish(store::Tx& tx, const std::string& org_id, const std::string& automation_id,
@@ -314,6 +323,8 @@ class RunStore {
                                                            const std::string& automation_id);
 
   // --- review queue -------------------------------------------------------
+  // Oldest first (queue order). Cancelling a run rejects its pending reviews
+  // (decided_by "", comment "the run was cancelled").
   Result<domain::Page<ReviewRow>> ListReviews(store::Tx& tx, const std::string& org_id,
                                               const std::string& status,  // "" = any
                                               const domain::PageRequest& page);
@@ -329,6 +340,7 @@ class RunStore {
   // --- alerts -------------------------------------------------------------
   Result<std::string> InsertAlert(store::Tx& tx, AlertRow alert);
   Status SetAlertDelivery(store::Tx& tx, const std::string& alert_id, const std::string& delivery);
+  // Newest first.
   Result<domain::Page<AlertRow>> ListAlerts(store::Tx& tx, const std::string& org_id,
                                             const std::string& automation_id,  // "" = any
                                             const domain::PageRequest& page);
