@@ -5,6 +5,7 @@
 #include <set>
 
 #include "api/api.h"
+#include "engine/run_store.h"
 #include "api/internal.h"
 #include "api/openapi.h"
 #include "domain/schema.h"
@@ -57,7 +58,7 @@ void RegisterSystemRoutes(Router& router, ServerContext& context) {
     // Every known migration must be recorded, not just the highest: modules
     // number in their own ranges, so a gap below the maximum is possible.
     std::string missing;
-    for (const store::Migration& migration : domain::AllMigrations()) {
+    for (const store::Migration& migration : engine::AllServerMigrations()) {
       if (applied.contains(migration.version)) continue;
       if (!missing.empty()) missing += ", ";
       missing += std::to_string(migration.version) + " (" + migration.name + ")";

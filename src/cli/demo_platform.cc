@@ -4,8 +4,10 @@
 // provider and tests the connection, creates a Claude service on a model that
 // needs an inference profile, creates the IT-support app with its ticket
 // object, connects the demo agent by its alias ARN (after showing what a base
-// agent ARN gets), asks the agent one question, and files the answer as a
-// ticket. Then it keeps serving until Ctrl-C, saying where.
+// agent ARN gets), asks the agent one question; then creates the IT ticket
+// triage automation from its template, files about fifty tickets, shows the
+// runs' progress, a table of what the agent decided per ticket and the run
+// history numbers. Then it keeps serving until Ctrl-C, saying where.
 
 #include <signal.h>
 #include <unistd.h>
@@ -14,10 +16,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <thread>
+#include <vector>
 #include <string>
 
 #include "cli/api_client.h"
 #include "cli/demo.h"
+#include "cli/demo_tickets.h"
 #include "cli/platform.h"
 #include "sim/world.h"
 
@@ -151,25 +157,12 @@ void RunPlatformDemo(const PlatformDemoOptions& options) {
     std::cout << "   note: " << notice.get<std::string>() << "\n";
   }
 
-  Step("4. Create the IT-support app and its ticket object");
+  Step("4. Create the IT-support app");
   const json app = Must(client, "creating the app", "POST", "/api/v1/apps",
                         {{"name", "IT Support"}, {"namespace", "it_support"}, {"handle", "TCK"},
                          {"description", "Employee IT tickets"}});
   const std::string app_id = Text(app, "id");
-  const json object = Must(client, "creating the ticket object", "POST", "/api/v1/apps/" + app_id + "/objects",
-                           {{"name", "Ticket"}, {"api_name", "ticket"}});
-  const std::string object_id = Text(object, "id");
-  const std::string fields_path = "/api/v1/apps/" + app_id + "/objects/" + object_id + "/fields";
-  Must(client, "adding a field", "POST", fields_path,
-       {{"api_name", "subject"}, {"label", "Subject"}, {"type", "text"}, {"required", true}});
-  Must(client, "adding a field", "POST", fields_path,
-       {{"api_name", "description"}, {"label", "Description"}, {"type", "long_text"}});
-  Must(client, "adding a field", "POST", fields_path,
-       {{"api_name", "priority"}, {"label", "Priority"}, {"type", "dropdown"},
-        {"options", {"Low", "Medium", "High"}}, {"default", "Medium"}});
-  Must(client, "adding a field", "POST", fields_path,
-       {{"api_name", "suggested_resolution"}, {"label", "Suggested resolution"}, {"type", "long_text"}});
-  std::cout << "   app " << app_id << " (records TCK-1, TCK-2, ...), object ticket with 4 fields\n";
+  std::cout << "   app " << app_id << " (records will be TCK-1, TCK-2, ...)\n";
 
   Step("5. Connect the Bedrock Agent to the app by its Agent Alias ARN");
   const std::string base_arn = "arn:aws:bedrock:us-east-1:" + std::string(sim::kDemoAccount) + ":agent/" +
@@ -184,7 +177,7 @@ void RunPlatformDemo(const PlatformDemoOptions& options) {
                           {{"provider_id", provider_id},
                            {"agent_alias_arn", AliasArn(sim::kDemoAliasId)},
                            {"name", "Helpdesk agent"},
-                           {"description", "Answers employee IT questions from the knowledge base"}});
+                           {"description", "Triages and answers employee IT tickets"}});
   const std::string agent_id = Text(agent, "id");
   std::cout << "   connected " << agent_id << ": " << AliasArn(sim::kDemoAliasId) << "\n";
 
@@ -214,21 +207,97 @@ void RunPlatformDemo(const PlatformDemoOptions& options) {
   std::cout << "\n   (" << done.value("latency_ms", elapsed.count()) << " ms, Bedrock session "
             << Text(conversation, "session_id") << ")\n";
 
-  Step("7. File it as a ticket");
-  const json record = Must(client, "creating the ticket", "POST",
-                           "/api/v1/apps/" + app_id + "/objects/" + object_id + "/records",
-                           {{"values",
-                             {{"subject", "VPN disconnects every few minutes"},
-                              {"description", question},
-                              {"suggested_resolution", answer}}}});
-  std::cout << "   " << Text(record, "handle") << " created; priority "
-            << record["values"].value("priority", std::string("?")) << " (the field's default)\n";
+  Step("7. Create the IT ticket triage automation from its template, and publish it");
+  const json automation = Must(client, "creating the automation from the template", "POST",
+                               "/api/v1/apps/" + app_id + "/automations/from-template",
+                               {{"template", "it-ticket-triage"}, {"agent", agent_id}, {"create_object", true}});
+  const std::string automation_id = Text(automation, "id");
+  const json published = Must(client, "publishing the automation", "POST",
+                              "/api/v1/automations/" + automation_id + "/publish", json::object());
+  std::cout << "   " << automation_id << " \"" << Text(automation, "name") << "\", version "
+            << published.value("version", 0) << ": ticket created -> agent triage (category, priority, "
+            << "sentiment, resolution) -> route\n";
+
+  Step("8. File " + std::to_string(DemoTickets().size()) + " tickets; each one triggers a run");
+  const std::string records_path = "/api/v1/apps/" + app_id + "/objects/ticket/records";
+  for (const DemoTicket& ticket : DemoTickets()) {
+    Must(client, "creating a ticket", "POST", records_path,
+         {{"values", {{"title", ticket.title}, {"description", ticket.description}, {"requester", ticket.requester}}}});
+  }
+  const size_t total = DemoTickets().size();
+  const std::string stats_path = "/api/v1/automations/" + automation_id + "/stats?window=1h";
+  json stats;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (;;) {
+    stats = Must(client, "reading the automation's statistics", "GET", stats_path);
+    const int64_t settled = stats.value("succeeded", int64_t{0}) + stats.value("failed", int64_t{0}) +
+                            stats.value("waiting_review", int64_t{0});
+    std::cout << "\r   runs: " << stats.value("invocations", int64_t{0}) << " started, "
+              << stats.value("succeeded", int64_t{0}) << " succeeded, " << stats.value("failed", int64_t{0})
+              << " failed, " << stats.value("waiting_review", int64_t{0}) << " waiting for review   "
+              << std::flush;
+    if (settled >= static_cast<int64_t>(total)) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::cout << "\n";
+      Fail("the runs did not settle within two minutes", {.status = 200, .raw_body = stats.dump()});
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  std::cout << "\n";
+
+  // One row per ticket: the triage the agent gave and how the run went.
+  std::map<std::string, json> runs_by_record;
+  const json runs = Must(client, "listing the runs", "GET",
+                         "/api/v1/automations/" + automation_id + "/runs?limit=200");
+  for (const json& run : runs.value("items", json::array())) {
+    runs_by_record[Text(run, "record_id")] = run;
+  }
+  const json tickets = Must(client, "listing the tickets", "GET", records_path + "?limit=200&sort=created_at");
+  std::vector<std::vector<std::string>> rows;
+  for (const json& ticket : tickets.value("items", json::array())) {
+    const json& values = ticket["values"];
+    auto value = [&](const char* key) {
+      auto it = values.find(key);
+      if (it == values.end() || it->is_null()) return std::string("-");
+      return it->is_string() ? it->get<std::string>() : it->dump();
+    };
+    std::string latency = "-", cache = "-", tokens = "-", route = value("route");
+    auto run_it = runs_by_record.find(Text(ticket, "id"));
+    if (run_it != runs_by_record.end()) {
+      const json run = Must(client, "reading a run", "GET", "/api/v1/runs/" + Text(run_it->second, "id"));
+      for (const json& step : run.value("steps", json::array())) {
+        if (Text(step, "type") != "run_agent_task") continue;
+        latency = std::to_string(step.value("latency_ms", int64_t{0})) + " ms";
+        cache = step.value("cache_hit", false) ? "hit" : "miss";
+        tokens = std::to_string(step.value("input_tokens", int64_t{0}) + step.value("output_tokens", int64_t{0}));
+      }
+      if (Text(run, "status") == "waiting_review") route = "human review";
+    }
+    std::string title = value("title");
+    if (title.size() > 38) title = title.substr(0, 35) + "...";
+    rows.push_back({Text(ticket, "handle"), title, value("category"), value("priority"), value("sentiment"), route,
+                    latency, cache, tokens});
+  }
+  std::cout << RenderTable({"ticket", "title", "category", "priority", "sentiment", "route", "latency", "cache",
+                            "tokens"},
+                           rows);
+
+  Step("9. Run history (the last hour)");
+  stats = Must(client, "reading the automation's statistics", "GET", stats_path);
+  std::cout << "   invocations " << stats.value("invocations", int64_t{0}) << ", success rate "
+            << static_cast<int>(stats.value("success_rate", 0.0) * 100 + 0.5) << "%, latency p50 "
+            << stats.value("latency_p50_ms", int64_t{0}) << " ms / p95 " << stats.value("latency_p95_ms", int64_t{0})
+            << " ms, tokens " << stats.value("input_tokens", int64_t{0}) << " in / "
+            << stats.value("output_tokens", int64_t{0}) << " out, cost $" << stats.value("cost_usd", 0.0)
+            << ", cache hits " << stats.value("cache_hits", int64_t{0}) << "\n";
+  std::cout << "   reviews waiting: quarry reviews list;  a run in full: quarry runs show <run id>\n";
 
   std::cout << "\nQuarry is serving at " << server.base_url() << " (data in " << options.data_dir << ").\n"
             << "Try it from another terminal:\n"
             << "   quarry login --server " << server.base_url() << " --token " << token << "\n"
             << "   quarry providers list\n"
-            << "   quarry chat " << agent_id << "\n";
+            << "   quarry chat " << agent_id << "\n"
+            << "   quarry runs watch --automation " << automation_id << "\n";
   if (options.exit_when_done) {
     server.Stop();
     return;

@@ -10,7 +10,10 @@
 #include "common/metrics.h"
 #include "domain/accounts.h"
 #include "domain/schema.h"
+#include "engine/engine.h"
 #include "engine/provider_clients.h"
+#include "engine/run_store.h"
+#include "domain/records.h"
 #include "sim/world.h"
 #include "store/database.h"
 #include "store/migrations.h"
@@ -58,7 +61,7 @@ Result<std::unique_ptr<Platform>> Platform::Start(const ServeConfig& config) {
   auto db = store::Database::Open(config.EffectiveDatabaseUrl());
   if (!db.ok()) return db.status().WithContext("opening the database");
   context->db = std::shared_ptr<store::Database>(std::move(db).value());
-  QUARRY_RETURN_IF_ERROR(store::ApplyMigrations(*context->db, domain::AllMigrations())
+  QUARRY_RETURN_IF_ERROR(store::ApplyMigrations(*context->db, engine::AllServerMigrations())
                              .WithContext("applying database migrations"));
 
   auto token = domain::BootstrapIfEmpty(*context->db, *context->clock, config.admin_email);
@@ -78,6 +81,23 @@ Result<std::unique_ptr<Platform>> Platform::Start(const ServeConfig& config) {
   context->provider_clients = std::make_shared<engine::ProviderClients>(
       context->db, context->secrets, context->clock, context->settings.default_endpoint_url,
       context->metrics);
+
+  context->records = std::make_shared<domain::RecordService>(context->db, context->clock);
+  engine::EngineDeps engine_deps;
+  engine_deps.db = context->db;
+  engine_deps.clock = context->clock;
+  engine_deps.metrics = context->metrics;
+  engine_deps.provider_clients = context->provider_clients;
+  engine_deps.records = context->records;
+  engine::EngineOptions engine_options;
+  engine_options.run_workers = config.engine_workers;
+  engine_options.max_in_flight = config.engine_max_in_flight;
+  engine_options.lease = std::chrono::seconds(config.engine_lease_seconds);
+  engine_options.default_budget = {config.engine_requests_per_minute, config.engine_tokens_per_minute};
+  auto engine = engine::Engine::Create(std::move(engine_deps), std::move(engine_options));
+  if (!engine.ok()) return engine.status().WithContext("starting the automation engine");
+  context->engine = std::shared_ptr<engine::Engine>(std::move(engine).value());
+  QUARRY_RETURN_IF_ERROR(context->engine->Start().WithContext("starting the automation engine"));
 
   api::ApiServerOptions options;
   options.host = config.host;
@@ -101,6 +121,7 @@ std::string Platform::emulator_url() const { return sim_ ? sim_->base_url() : st
 
 void Platform::Stop() {
   if (server_) server_->Stop();
+  if (context_ && context_->engine) context_->engine->Drain(std::chrono::seconds(5));
   if (sim_) sim_->Stop();
 }
 

@@ -36,7 +36,9 @@ class Platform {
   // shown once.
   const std::optional<std::string>& first_admin_token() const { return first_admin_token_; }
   api::ServerContext& context() { return *context_; }
-  // Stops the API server (draining requests), then the emulator.
+  // Stops the API server (draining requests), drains the automation engine
+  // (runs in flight get a few seconds to reach their next commit; the rest
+  // go back to the queue), then stops the emulator.
   void Stop();
 
  private:

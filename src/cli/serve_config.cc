@@ -77,7 +77,7 @@ class TomlReader {
       if (table == nullptr) {
         return InvalidArgumentError(source_ + ": \"" + section +
                                     "\" must be a [section]; the sections are [server], "
-                                    "[database], [bedrock], [log] and [security]");
+                                    "[database], [bedrock], [log], [security] and [engine]");
       }
       for (const auto& [key_name, unused] : *table) {
         const std::string full = section + "." + std::string(key_name.str());
@@ -133,6 +133,11 @@ Status ApplyServeToml(const std::string& text, const std::string& source_name,
   QUARRY_RETURN_IF_ERROR(reader.Read("log", "level", &config->log_level));
   QUARRY_RETURN_IF_ERROR(reader.Read("security", "key_rotation_days", &config->key_rotation_days));
   QUARRY_RETURN_IF_ERROR(reader.Read("security", "admin_email", &config->admin_email));
+  QUARRY_RETURN_IF_ERROR(reader.Read("engine", "workers", &config->engine_workers));
+  QUARRY_RETURN_IF_ERROR(reader.Read("engine", "max_in_flight", &config->engine_max_in_flight));
+  QUARRY_RETURN_IF_ERROR(reader.Read("engine", "lease_seconds", &config->engine_lease_seconds));
+  QUARRY_RETURN_IF_ERROR(reader.Read("engine", "requests_per_minute", &config->engine_requests_per_minute));
+  QUARRY_RETURN_IF_ERROR(reader.Read("engine", "tokens_per_minute", &config->engine_tokens_per_minute));
   return reader.CheckNoUnknownKeys();
 }
 
@@ -154,6 +159,11 @@ Status ApplyServeEnvironment(const std::map<std::string, std::string>& env, Serv
     if (!ParseBoolText(it->second, &config->embedded_sim)) {
       return InvalidArgumentError("QUARRY_EMBEDDED_SIM=\"" + it->second +
                                   "\" is not a yes/no value; use 1 or 0");
+    }
+  }
+  if (auto it = env.find("QUARRY_ENGINE_WORKERS"); it != env.end()) {
+    if (!ParseBoolText(it->second, &config->engine_workers)) {
+      return InvalidArgumentError("QUARRY_ENGINE_WORKERS=\"" + it->second + "\" is not a yes/no value; use 1 or 0");
     }
   }
   return Status::Ok();
@@ -182,6 +192,15 @@ Status ValidateServeConfig(const ServeConfig& config) {
   if (config.admin_email.find('@') == std::string::npos) {
     return InvalidArgumentError("admin_email \"" + config.admin_email +
                                 "\" is not an e-mail address; set one such as admin@yourcompany.com");
+  }
+  if (config.engine_max_in_flight < 1 || config.engine_max_in_flight > 1'000'000) {
+    return InvalidArgumentError("engine max_in_flight must be 1-1000000");
+  }
+  if (config.engine_lease_seconds < 5 || config.engine_lease_seconds > 3600) {
+    return InvalidArgumentError("engine lease_seconds must be 5-3600 (a lost node's runs wait this long)");
+  }
+  if (config.engine_requests_per_minute < 0 || config.engine_tokens_per_minute < 0) {
+    return InvalidArgumentError("engine requests_per_minute and tokens_per_minute must be >= 0 (0 = unlimited)");
   }
   if (config.embedded_sim && !config.default_endpoint_url.empty()) {
     return InvalidArgumentError(

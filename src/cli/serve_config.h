@@ -9,14 +9,17 @@
 //   [bedrock]  embedded_sim = false   default_endpoint_url = ""
 //   [log]      format = "text" | "json"   level = "info"
 //   [security] key_rotation_days = 90    admin_email = "admin@example.com"
+//   [engine]   workers = true   max_in_flight = 20000   lease_seconds = 30
+//              requests_per_minute = 0   tokens_per_minute = 0   (per provider/model; 0 = unlimited)
 // Environment: QUARRY_HOST, QUARRY_PORT, QUARRY_DATA_DIR, QUARRY_DB,
 // QUARRY_EMBEDDED_SIM (1/true/yes), QUARRY_BEDROCK_ENDPOINT_URL,
-// QUARRY_LOG_FORMAT, QUARRY_LOG_LEVEL, QUARRY_ADMIN_EMAIL.
+// QUARRY_LOG_FORMAT, QUARRY_LOG_LEVEL, QUARRY_ADMIN_EMAIL, QUARRY_ENGINE_WORKERS (1/0).
 //
 // Errors name the file, the key and what is allowed: an unknown key is an
 // error (a typo must not be ignored silently), as is a value of the wrong
 // type or out of range.
 
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -37,6 +40,14 @@ struct ServeConfig {
   std::string log_level = "info";
   int key_rotation_days = 90;
   std::string admin_email = "admin@example.com";
+  // The automation engine: whether this node executes runs (an API-only
+  // node still enqueues them), how many it holds at once, its lease length,
+  // and the default Bedrock budget per provider/model key.
+  bool engine_workers = true;
+  int engine_max_in_flight = 20'000;
+  int engine_lease_seconds = 30;
+  int64_t engine_requests_per_minute = 0;
+  int64_t engine_tokens_per_minute = 0;
 
   // database_url, or the SQLite file in data_dir.
   std::string EffectiveDatabaseUrl() const;

@@ -8,7 +8,10 @@
 #include "common/encoding.h"
 #include "domain/accounts.h"
 #include "domain/schema.h"
+#include "domain/records.h"
+#include "engine/engine.h"
 #include "engine/provider_clients.h"
+#include "engine/run_store.h"
 #include "sim/world.h"
 #include "store/migrations.h"
 
@@ -64,7 +67,7 @@ ApiFixture::ApiFixture(ApiFixtureOptions options) : impl_(std::make_unique<Impl>
   const std::string url =
       options.database_url.empty() ? "sqlite:" + impl.dir.Path("quarry.db") : options.database_url;
   std::shared_ptr<store::Database> db = Must(store::Database::Open(url), "opening the database " + url);
-  Must(store::ApplyMigrations(*db, domain::AllMigrations()), "applying migrations");
+  Must(store::ApplyMigrations(*db, engine::AllServerMigrations()), "applying migrations");
 
   auto keyring = Must(store::Keyring::FromKeys({SecureRandomBytes(32)}), "making a keyring");
   auto context = std::make_shared<api::ServerContext>();
@@ -77,6 +80,19 @@ ApiFixture::ApiFixture(ApiFixtureOptions options) : impl_(std::make_unique<Impl>
   context->settings.default_endpoint_url = impl.emulator ? impl.emulator->base_url() : "";
   context->provider_clients = std::make_shared<engine::ProviderClients>(
       context->db, context->secrets, context->clock, context->settings.default_endpoint_url, context->metrics);
+  context->records = std::make_shared<domain::RecordService>(context->db, context->clock);
+  engine::EngineDeps engine_deps{.db = context->db,
+                                 .clock = context->clock,
+                                 .metrics = context->metrics,
+                                 .provider_clients = context->provider_clients,
+                                 .records = context->records,
+                                 .http = nullptr};
+  engine::EngineOptions engine_options;
+  engine_options.blocking_threads = 4;
+  engine_options.poll_interval = std::chrono::milliseconds(50);
+  context->engine = Must(engine::Engine::Create(std::move(engine_deps), std::move(engine_options)),
+                         "creating the automation engine");
+  Must(context->engine->Start(), "starting the automation engine");
   impl.context = context;
 
   // The organization and one user of each role, each with an API token.
@@ -124,6 +140,7 @@ ApiFixture::~ApiFixture() {
   impl_->client.reset();
   if (impl_->server) impl_->server->Stop();
   impl_->server.reset();
+  if (impl_->context && impl_->context->engine) impl_->context->engine->Drain(std::chrono::seconds(2));
   impl_->context.reset();
   if (impl_->emulator) impl_->emulator->Stop();
 }
