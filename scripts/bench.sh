@@ -46,3 +46,8 @@ echo "== Bedrock client against the emulator: CPU per call, throughput, 10,000 c
 echo
 echo "== Record creation through the REST API on SQLite (durable), wrk"
 bash scripts/bench_records.sh "$build_dir" 10 16 32 64
+
+echo
+echo "== Automation engine: runs/s, engine time per step, 10,000 runs waiting on slow agents"
+"$build_dir/src/engine/call_cache_benchmark" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+bash scripts/bench_engine.sh "$build_dir" 10 16 10000

@@ -32,9 +32,11 @@
 //    "sort":"-created_at","limit":5}                        // limit 1..50
 //   {"id","type":"create_record","object":"task","values":{"title":"{record.title}"}}
 //   {"id","type":"update_record","record":"{record.id}","values":{"category":"..."}}   // record: default the trigger record
-//   {"id","type":"if","branches":[{"when":<condition>,"steps":[...]}, ...],"otherwise":[...]}
+//                                            // optional "object": the record's object (default the automation's)
+//   {"id","type":"if","branches":[{"when":<condition>,"steps":[...]}, ...],"otherwise":[...]}   // no outputs
 //   {"id","type":"escalate_review","reason":"text","proposed":{"suggested_response":"{steps.analyse.response}"}}
-//   {"id","type":"send_notification","url":"http(s)://...","secret":"...","body":{...any JSON, strings may hold refs}}
+//   {"id","type":"send_notification","url":"http(s)://...","secret":"...","body":{...any JSON, strings may hold refs},
+//    "options":<execution options>}   // url: literal scheme and host; refs only in its path or query
 //
 // Output field: {"name":"category","type":"text"|"number"|"boolean"|"enum",
 //                "values":["FAQ","Standard"] (enum), "description":"...", "default":<value of the type>}
@@ -51,7 +53,8 @@
 //   {"left": "<text with refs>", "op": <op>, "right": <JSON literal or text with refs>}
 //   ops: eq ne gt gte lt lte contains not_contains in not_in is_empty is_not_empty
 //   (is_empty / is_not_empty take no "right"; in / not_in take an array).
-//   Shorthand {"field": "priority", "op": ..., "value": ...} means left "{record.priority}".
+//   Shorthand {"field": "priority", "op": ..., "value": ...} means left "{record.priority}"
+//   (inside a search_records where: "{candidate.priority}").
 //   Comparison: numbers compare as numbers when both sides parse as numbers;
 //   otherwise text comparison, case-insensitive for eq/ne/contains/in.
 //
@@ -171,12 +174,12 @@ struct Step {
   std::string system{};      // ai_prompt only
   std::vector<std::pair<std::string, std::string>> inputs{};  // named inputs, in order
   OutputSpec output{};
-  std::map<std::string, std::string> map{};              // output name -> record field api name
+  std::map<std::string, std::string> map{};              // output name -> record field api name ("record." stripped)
   std::map<std::string, std::string> return_control{};   // "group/function" -> reply template
   ExecutionOptions options{};
 
   // search_records / create_record
-  std::string object{};  // api name
+  std::string object{};  // api name (update_record too: the target record's object)
   std::optional<Condition> where{};
   std::string sort{};    // search: "[-]field" or created_at / updated_at
   int limit = 5;

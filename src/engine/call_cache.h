@@ -70,7 +70,9 @@ class CallCache {
   void Complete(const std::string& key, const CacheOutcome& outcome, std::chrono::seconds ttl);
 
   struct Stats {
-    int64_t hits = 0, misses = 0, shared = 0;  // shared: followers served by a leader
+    // hits: fresh entries served; misses: lookups that became leaders (and
+    // Get() misses); shared: followers served a leader's successful result.
+    int64_t hits = 0, misses = 0, shared = 0;
     size_t entries = 0, bytes = 0;
   };
   Stats stats() const;

@@ -407,6 +407,23 @@ void Executor::Advance(const std::shared_ptr<RunExec>& run_ptr) {
     // policy was "review") gives its outputs.
     if (run.review.is_object() && !run.pending_review.is_null() &&
         run.pending_review.value("step_id", "") == step.id) {
+      if (step.CallsBedrock() && run.review.value("decision", "") != "rejected") {
+        // A failed Bedrock step escalated by its policy: the decided values
+        // are its outputs, and its map applies as if the call had answered.
+        json values = run.pending_review.value("proposed", json::object());
+        if (run.review.value("decision", "") == "edited") {
+          const json edited = run.review.value("values", json::object());
+          for (const auto& [key, value] : edited.items()) values[key] = value;
+        }
+        json result{{"outputs", values}, {"text", values.value("text", "")}};
+        run.review = nullptr;
+        run.pending_review = nullptr;
+        run.call = RunExec::Call();
+        run.call.step = &step;
+        run.call.rendered = json{{"review", "decided"}};
+        CompleteCall(run_ptr, step, result, false);
+        return;
+      }
       if (!RunReview(run, step)) return;
       continue;
     }
@@ -965,6 +982,7 @@ void Executor::Invoke(const std::shared_ptr<RunExec>& run_ptr) {
             request, {}, [this, run_ptr](bedrock::BedrockResult<bedrock::AgentResult> result) {
               Post(run_ptr, [this, run_ptr, result = std::move(result)](RunExec& run) {
                 RunExec::Call& call = run.call;
+                call.handle = bedrock::CallHandle();  // its state holds this closure: break the cycle
                 run.bedrock_us += MicrosSince(call.sent_at, *deps_.clock);
                 if (!result.ok()) {
                   const bedrock::BedrockError& error = result.error();
@@ -1067,6 +1085,7 @@ void Executor::Invoke(const std::shared_ptr<RunExec>& run_ptr) {
             request, [this, run_ptr](bedrock::BedrockResult<bedrock::ModelResult> result) {
               Post(run_ptr, [this, run_ptr, result = std::move(result)](RunExec& run) {
                 RunExec::Call& call = run.call;
+                call.handle = bedrock::CallHandle();  // its state holds this closure: break the cycle
                 run.bedrock_us += MicrosSince(call.sent_at, *deps_.clock);
                 if (!result.ok()) {
                   const bedrock::BedrockError& error = result.error();
@@ -1296,6 +1315,18 @@ void Executor::CompleteCall(const std::shared_ptr<RunExec>& run_ptr, const Step&
   Advance(run_ptr);
 }
 
+// The journal row of a failed Bedrock step carries what the attempts did.
+void Executor::NoteCallAttempts(RunExec& run, const Step& step) {
+  if (!step.CallsBedrock() || run.pending.empty()) return;
+  StepRow& row = run.pending.back();
+  row.attempts = std::max(1, run.call.attempt);
+  row.retries = run.call.retries;
+  row.request_ids = run.call.request_ids;
+  row.target = step.kind == StepKind::kRunAgentTask ? step.agent_id : step.service_id;
+  row.input_tokens = run.call.input_tokens;
+  row.output_tokens = run.call.output_tokens;
+}
+
 void Executor::FailStep(const std::shared_ptr<RunExec>& run_ptr, const Step& step, json error) {
   RunExec& run = *run_ptr;
   const std::string type(StepKindName(step.kind));
@@ -1309,9 +1340,7 @@ void Executor::FailStep(const std::shared_ptr<RunExec>& run_ptr, const Step& ste
       output["session_id"] = "";
       run.scope.steps[step.id] = output;
       PushStep(run, &step, type, "defaulted", run.call.rendered, output, error);
-      run.pending.back().attempts = std::max(1, run.call.attempt);
-      run.pending.back().retries = run.call.retries;
-      run.pending.back().request_ids = run.call.request_ids;
+      NoteCallAttempts(run, step);
       ++run.pc;
       Advance(run_ptr);
       return;
@@ -1320,6 +1349,7 @@ void Executor::FailStep(const std::shared_ptr<RunExec>& run_ptr, const Step& ste
       json proposed = step.output.structured ? DefaultOutputValues(step.output.fields, step.options.defaults)
                                              : json{{"text", step.options.defaults.value("text", "")}};
       PushStep(run, &step, type, "failed", run.call.rendered, json::object(), error);
+      NoteCallAttempts(run, step);
       if (run.test) {
         json output = proposed;
         output["decision"] = "approved";
@@ -1336,9 +1366,7 @@ void Executor::FailStep(const std::shared_ptr<RunExec>& run_ptr, const Step& ste
       break;
   }
   PushStep(run, &step, type, "failed", run.call.rendered, json::object(), error);
-  run.pending.back().attempts = std::max(1, run.call.attempt);
-  run.pending.back().retries = run.call.retries;
-  run.pending.back().request_ids = run.call.request_ids;
+  NoteCallAttempts(run, step);
   Finish(run, "failed", error, true);
 }
 
@@ -1370,7 +1398,7 @@ void Executor::PushStep(RunExec& run, const Step* step, std::string_view type, s
   }
   if (deps_.emit) {
     deps_.emit(RunEvent{run.row.org_id, run.row.automation_id, run.row.id, "step_finished",
-                        json{{"step_id", row.step_id}, {"type", row.type}, {"status", row.status},
+                        json{{"seq", row.seq}, {"step_id", row.step_id}, {"type", row.type}, {"status", row.status},
                              {"latency_ms", row.latency_ms}, {"cache_hit", row.cache_hit}}});
   }
   run.pending.push_back(std::move(row));
@@ -1481,6 +1509,7 @@ void Executor::Drop(RunExec& run, const std::string& why) {
 }
 
 void Executor::Retire(RunExec& run) {
+  run.call.handle = bedrock::CallHandle();  // a finished call's state would keep the run alive
   std::shared_ptr<RunExec> next;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -1540,6 +1569,7 @@ void Executor::Drain(std::chrono::milliseconds timeout) {
   changed_.notify_all();
   for (const auto& run : to_release) {
     run->call.handle.Cancel();
+    run->call.handle = bedrock::CallHandle();
     if (run->call.ticket != 0) deps_.limiter->Cancel(run->call.ticket);
     const int64_t now = deps_.store->NowMs();
     (void)deps_.db->Write([&](store::Tx& tx) -> Status { return deps_.store->ReleaseRun(tx, run->lease, now); });

@@ -108,6 +108,7 @@ class Executor {
   void CompleteCall(const std::shared_ptr<RunExec>& run, const Step& step, const nlohmann::json& result,
                     bool cache_hit);
   void FailStep(const std::shared_ptr<RunExec>& run, const Step& step, nlohmann::json error);
+  void NoteCallAttempts(RunExec& run, const Step& step);
 
   // Journal and end.
   void PushStep(RunExec& run, const Step* step, std::string_view type, std::string status, nlohmann::json input,

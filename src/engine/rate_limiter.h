@@ -64,6 +64,10 @@ class RateLimiter {
   void Settle(const std::string& key, int64_t estimated_tokens, int64_t actual_tokens);
   // A 429 from Bedrock for this key: tighten.
   void OnThrottled(const std::string& key);
+  // Makes the timer thread re-check the queues now. The timer sleeps (in real
+  // time) until the earliest request is due by the clock's reading; call this
+  // after moving an injected clock by hand (tests with a FakeClock).
+  void Wake();
 
   struct KeyState {
     double effective_rpm = 0, effective_tpm = 0;  // 0 = unlimited
@@ -78,6 +82,8 @@ class RateLimiter {
  private:
   struct Bucket;
   struct Waiter;
+  // The key's bucket, created with `budget` when new. Requires mutex_.
+  Bucket& BucketLocked(const std::string& key, const RateBudget& budget, MonotonicTime now);
   void TimerLoop();
 
   const Clock& clock_;

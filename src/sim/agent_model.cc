@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <optional>
 #include <set>
 #include <string_view>
 
@@ -370,6 +371,169 @@ const GuardrailSpec::Topic* BlockedTopic(const std::optional<GuardrailSpec>& gua
 
 int ApproxTokens(std::string_view text) { return static_cast<int>(text.size() / 4 + 1); }
 
+// --- Structured tasks. The engine appends to a structured task a paragraph
+// of instructions whose last line is "JSON schema: {...}"; a real agent
+// answers with one conforming JSON object, and so does this one: values are
+// chosen from the task's own words (not from the instructions, which name
+// every enum value and would bias every choice) by the Claude stand-in's
+// schema filler.
+
+constexpr std::string_view kSchemaPrefix = "json schema:";
+
+std::vector<std::string_view> SplitLines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  size_t start = 0;
+  while (true) {
+    const size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) {
+      lines.push_back(text.substr(start));
+      break;
+    }
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
+struct SchemaLine {
+  json schema{};
+  size_t offset = 0;  // where the line starts in the text
+};
+
+// The last line starting with "JSON schema:" (any case) whose rest parses as
+// a JSON object.
+std::optional<SchemaLine> FindSchemaLine(std::string_view text) {
+  std::optional<SchemaLine> found;
+  size_t offset = 0;
+  for (std::string_view line : SplitLines(text)) {
+    const std::string_view trimmed = TrimAsciiWhitespace(line);
+    if (trimmed.size() > kSchemaPrefix.size() &&
+        AsciiToLower(trimmed.substr(0, kSchemaPrefix.size())) == kSchemaPrefix) {
+      json parsed =
+          json::parse(trimmed.substr(kSchemaPrefix.size()), nullptr, /*allow_exceptions=*/false);
+      if (parsed.is_object()) found = SchemaLine{std::move(parsed), offset};
+    }
+    offset += line.size() + 1;
+  }
+  return found;
+}
+
+bool MentionsJson(std::string_view text) { return ContainsIgnoreCase(text, "json"); }
+
+// The string values of each enum in the schema's properties.
+std::vector<std::vector<std::string>> EnumValueLists(const json& schema) {
+  std::vector<std::vector<std::string>> lists;
+  const auto properties = schema.find("properties");
+  if (properties == schema.end() || !properties->is_object()) return lists;
+  for (const auto& [name, property] : properties->items()) {
+    if (!property.is_object()) continue;
+    const auto values = property.find("enum");
+    if (values == property.end() || !values->is_array()) continue;
+    std::vector<std::string> list;
+    for (const auto& v : *values) {
+      if (v.is_string()) list.push_back(v.get<std::string>());
+    }
+    if (list.size() >= 2) lists.push_back(std::move(list));
+  }
+  return lists;
+}
+
+// True when `sentence` names two or more values of one enum: "categorise it
+// as FAQ, Standard or High priority" instructs, it does not describe.
+bool ListsEnumValues(std::string_view sentence,
+                     const std::vector<std::vector<std::string>>& lists) {
+  for (const auto& list : lists) {
+    int named = 0;
+    for (const auto& value : list) named += ContainsPhrase(sentence, value) ? 1 : 0;
+    if (named >= 2) return true;
+  }
+  return false;
+}
+
+// The task the answer is generated from: the text before the schema line,
+// without the paragraph of instructions that ends with it (the engine puts a
+// blank line before the instructions) and without sentences that list an
+// enum's values. Empty when nothing but instructions is left.
+std::string TaskText(std::string_view before_schema, const json& schema) {
+  std::vector<std::string_view> lines = SplitLines(before_schema);
+  // before_schema ends with the newline before the schema line.
+  if (!lines.empty() && lines.back().empty()) lines.pop_back();
+  const bool attached = !lines.empty() && !TrimAsciiWhitespace(lines.back()).empty();
+  std::vector<std::vector<std::string_view>> paragraphs(1);
+  for (std::string_view line : lines) {
+    if (TrimAsciiWhitespace(line).empty()) {
+      if (!paragraphs.back().empty()) paragraphs.emplace_back();
+    } else {
+      paragraphs.back().push_back(line);
+    }
+  }
+  while (!paragraphs.empty() && paragraphs.back().empty()) paragraphs.pop_back();
+  // The lines right before the schema line are the rest of the instructions.
+  if (attached && !paragraphs.empty()) paragraphs.pop_back();
+  const auto lists = EnumValueLists(schema);
+  std::string task;
+  for (const auto& paragraph : paragraphs) {
+    for (std::string_view line : paragraph) {
+      std::string kept;
+      for (const std::string& sentence : Sentences(line)) {
+        std::string_view piece = sentence;
+        if (ListsEnumValues(piece, lists)) {
+          // "Classify as Hardware, Software or Network: <the request>" keeps
+          // what follows the colon.
+          const size_t colon = piece.rfind(':');
+          piece = colon == std::string_view::npos ? std::string_view()
+                                                  : TrimAsciiWhitespace(piece.substr(colon + 1));
+          if (ListsEnumValues(piece, lists)) piece = {};
+        }
+        if (piece.empty()) continue;
+        if (!kept.empty()) kept += " ";
+        kept += piece;
+      }
+      if (kept.empty()) continue;
+      if (!task.empty()) task += "\n";
+      task += kept;
+    }
+  }
+  return task;
+}
+
+struct StructuredTask {
+  json schema{};
+  std::string text{};  // what the values are generated from
+};
+
+// The structured task of this turn, or nullopt when the turn is not one.
+// Repair turns (the engine's "your answer could not be used, answer again
+// with only the JSON object", in the same session) are answered from the
+// latest earlier task of the session, whether or not they repeat the schema
+// line: a turn that talks about JSON, or has nothing but instructions, after
+// an earlier task with the same schema is one.
+std::optional<StructuredTask> FindStructuredTask(std::string_view input,
+                                                 const std::vector<AgentSessions::Turn>& turns) {
+  auto earlier = [&]() -> std::optional<StructuredTask> {
+    for (auto it = turns.rbegin(); it != turns.rend(); ++it) {
+      const std::optional<SchemaLine> line = FindSchemaLine(it->user);
+      if (!line) continue;
+      std::string text = TaskText(std::string_view(it->user).substr(0, line->offset), line->schema);
+      if (!text.empty()) return StructuredTask{line->schema, std::move(text)};
+    }
+    return std::nullopt;
+  };
+  std::optional<SchemaLine> line = FindSchemaLine(input);
+  if (!line) {
+    if (!MentionsJson(input)) return std::nullopt;
+    return earlier();
+  }
+  std::string text = TaskText(input.substr(0, line->offset), line->schema);
+  StructuredTask task{std::move(line->schema), std::move(text)};
+  if (task.text.empty() || MentionsJson(task.text)) {
+    if (auto previous = earlier(); previous && previous->schema == task.schema) return previous;
+  }
+  if (task.text.empty())
+    task.text = std::string(TrimAsciiWhitespace(input.substr(0, line->offset)));
+  return task;
+}
+
 // Collects the trace events of one turn.
 class Tracer {
  public:
@@ -658,8 +822,13 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
           break;
         }
       }
+      // A structured task is answered with JSON: it comes before actions,
+      // memory and knowledge answers, which would not fit the schema.
+      std::optional<StructuredTask> structured;
+      if (results == nullptr && rule == nullptr)
+        structured = FindStructuredTask(input.input_text, session.turns);
       const ActionFunctionSpec* action = nullptr;
-      if (results == nullptr && rule == nullptr) {
+      if (results == nullptr && rule == nullptr && !structured) {
         for (const auto& a : version->actions) {
           for (const auto& w : a.trigger_words) {
             if (ContainsPhrase(input.input_text, w)) {
@@ -689,6 +858,15 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
         model_output(rule->reply);
         rationale("A scripted answer applies to this request.");
         answer = rule->reply;
+      } else if (structured) {
+        rationale(
+            "The task asks for one JSON object that matches the given schema; I will fill each "
+            "field from "
+            "the request.");
+        const json value = GenerateSchemaValue(structured->schema, structured->text);
+        // Input text may hold invalid UTF-8, which dump() would throw on.
+        answer = value.dump(-1, ' ', false, json::error_handler_t::replace);
+        model_output(answer);
       } else if (action != nullptr) {
         const std::string invocation_id = UuidLike("invocation|" + seed);
         json parameters = json::array();

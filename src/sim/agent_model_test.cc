@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <string>
 #include <thread>
@@ -436,6 +437,208 @@ TEST_F(AgentModelTest, SameInputsGiveIdenticalEvents) {
   };
   AgentSessions a, b;
   EXPECT_EQ(run_all(a), run_all(b));
+}
+
+// --- Structured tasks: the engine appends instructions whose last line is
+// "JSON schema: {...}" (engine/structured_output.h); the agent answers with
+// one conforming JSON object chosen from the task's words.
+
+json TicketSchema() {
+  return json::parse(R"({"type":"object","properties":{
+      "category":{"type":"string","enum":["Hardware","Software","Network","Access","Email","Other"]},
+      "priority":{"type":"string","enum":["Critical","High","Medium","Low"]},
+      "sentiment":{"type":"string","enum":["positive","neutral","negative"]},
+      "confidence":{"type":"number"},
+      "suggested_resolution":{"type":"string"}},
+    "required":["category","priority","sentiment","confidence","suggested_resolution"]})");
+}
+
+json InquirySchema() {
+  return json::parse(R"({"type":"object","properties":{
+      "response":{"type":"string"},
+      "category":{"type":"string","enum":["FAQ","Standard","High priority"]},
+      "sentiment":{"type":"string","enum":["positive","neutral","negative"]}},
+    "required":["response","category","sentiment"]})");
+}
+
+// The instructions as the engine words them: a field list naming every enum
+// value, then the schema line.
+std::string Instructions(const json& schema) {
+  std::string out =
+      "Answer with only one JSON object that matches the schema below: no prose.\nFields:\n";
+  for (const auto& [name, property] : schema.at("properties").items()) {
+    out += "- " + name;
+    if (property.contains("enum")) {
+      out += " (exactly one of:";
+      for (const auto& v : property.at("enum")) out += " " + v.get<std::string>() + ",";
+      out += ")";
+    }
+    out += "\n";
+  }
+  return out + "JSON schema: " + schema.dump();
+}
+
+std::string TicketTask(const std::string& title, const std::string& description) {
+  return "Triage this IT support ticket.\n\nTitle: " + title + "\nDescription: " + description +
+         "\n\n" + Instructions(TicketSchema());
+}
+
+// Checks `value` against the flat object schemas above.
+void ExpectConforms(const json& value, const json& schema) {
+  ASSERT_TRUE(value.is_object()) << value.dump();
+  for (const auto& name : schema.at("required"))
+    EXPECT_TRUE(value.contains(name.get<std::string>())) << name;
+  for (const auto& [name, property] : schema.at("properties").items()) {
+    ASSERT_TRUE(value.contains(name)) << name;
+    const json& v = value.at(name);
+    if (property.contains("enum")) {
+      const json& values = property.at("enum");
+      EXPECT_NE(std::find(values.begin(), values.end(), v), values.end()) << name << ": " << v;
+    } else if (property.at("type") == "number") {
+      ASSERT_TRUE(v.is_number()) << name;
+    } else {
+      ASSERT_TRUE(v.is_string()) << name;
+      EXPECT_FALSE(v.get<std::string>().empty()) << name;
+    }
+  }
+}
+
+class StructuredTaskTest : public AgentModelTest {
+ protected:
+  json Ask(const std::string& text, const std::string& session = "structured-1",
+           const std::string& alias = "LIVEALIAS1") {
+    const auto events = Events(Run(alias, Input(text, session)));
+    EXPECT_EQ(Find(events, "returnControl"), nullptr);
+    const std::string answer = Answer(events);
+    json parsed = json::parse(answer, nullptr, /*allow_exceptions=*/false);
+    EXPECT_TRUE(parsed.is_object()) << answer;
+    return parsed;
+  }
+};
+
+TEST_F(StructuredTaskTest, OutageTicketIsNetworkHighPriorityAndNegative) {
+  const json answer =
+      Ask(TicketTask("VPN down", "VPN down for the whole sales floor, nobody can work"));
+  ExpectConforms(answer, TicketSchema());
+  EXPECT_EQ(answer.at("category"), "Network");
+  EXPECT_TRUE(answer.at("priority") == "Critical" || answer.at("priority") == "High")
+      << answer.dump();
+  EXPECT_EQ(answer.at("sentiment"), "negative");
+  EXPECT_GE(answer.at("confidence").get<double>(), 0.6);
+  EXPECT_LE(answer.at("confidence").get<double>(), 1.0);
+  EXPECT_THAT(answer.at("suggested_resolution").get<std::string>(), HasSubstr("VPN down"));
+}
+
+TEST_F(StructuredTaskTest, HowToQuestionIsLowPriorityAndFaq) {
+  const json ticket = Ask(TicketTask("Email signature", "How do I change my email signature?"));
+  ExpectConforms(ticket, TicketSchema());
+  EXPECT_EQ(ticket.at("category"), "Email");
+  EXPECT_EQ(ticket.at("priority"), "Low");
+  EXPECT_EQ(ticket.at("sentiment"), "neutral");
+
+  // The instructions name FAQ, Standard and High priority, and so may the
+  // task's own wording: neither decides the category.
+  const json inquiry =
+      Ask("Classify this inquiry as FAQ, Standard or High priority and draft a response.\n\n"
+          "Inputs:\n- customer_inquiry: How do I change my email signature?\n"
+          "- customer: Jane Doe <jane.doe@example.com>\n\n" +
+              Instructions(InquirySchema()),
+          "structured-2");
+  ExpectConforms(inquiry, InquirySchema());
+  EXPECT_EQ(inquiry.at("category"), "FAQ");
+  const std::string response = inquiry.at("response").get<std::string>();
+  EXPECT_THAT(response, HasSubstr("Hi Jane"));
+  EXPECT_THAT(response, HasSubstr("change my email signature"));
+}
+
+TEST_F(StructuredTaskTest, VagueTicketHasLowConfidenceAndANeutralCategory) {
+  const json answer = Ask(TicketTask("Help", "Something is wrong and I don't know what."));
+  ExpectConforms(answer, TicketSchema());
+  EXPECT_EQ(answer.at("category"), "Other");
+  EXPECT_EQ(answer.at("priority"), "Medium");
+  EXPECT_LT(answer.at("confidence").get<double>(), 0.6);
+  EXPECT_GE(answer.at("confidence").get<double>(), 0.0);
+}
+
+TEST_F(StructuredTaskTest, AnswersAreDeterministicAcrossSessions) {
+  const std::string task =
+      TicketTask("Excel", "Excel crashes every time I open the budget workbook.");
+  const json first = Ask(task, "session-a");
+  EXPECT_EQ(Ask(task, "session-b"), first);
+  EXPECT_EQ(first.at("category"), "Software");
+}
+
+TEST_F(StructuredTaskTest, StructuredTaskComesBeforeActionsButAfterRules) {
+  // "escalate" is an action trigger word: a structured task still gets JSON.
+  const json answer =
+      Ask(TicketTask("Escalate please", "Please escalate: my laptop screen is cracked."));
+  EXPECT_EQ(answer.at("category"), "Hardware");
+  // A scripted rule wins over the schema.
+  EXPECT_EQ(Answer(Events(Run("LIVEALIAS1", Input(TicketTask("x", "the magic word"), "rules")))),
+            "You said the magic word.");
+}
+
+TEST_F(StructuredTaskTest, RepairTurnIsAnsweredFromTheEarlierTask) {
+  // The first answer comes from a rule and is not JSON; the engine's repair
+  // turn (only instructions, schema repeated) gets JSON about the first task.
+  const std::string first =
+      TicketTask("VPN", "magic word: the VPN connection is down for everyone");
+  EXPECT_EQ(Answer(Events(Run("LIVEALIAS1", Input(first, "repair")))), "You said the magic word.");
+  const json repaired =
+      Ask("Your previous answer could not be used: no JSON object in the answer.\nAnswer again. " +
+              Instructions(TicketSchema()),
+          "repair");
+  ExpectConforms(repaired, TicketSchema());
+  EXPECT_EQ(repaired.at("category"), "Network");
+  EXPECT_EQ(repaired.at("priority"), "Critical");
+}
+
+TEST_F(StructuredTaskTest, TicketsThatTalkAboutJsonOrSchemasKeepTheirWords) {
+  const json answer = Ask(TicketTask("Export broken",
+                                     "The Excel export writes invalid JSON after the update "
+                                     "and the database schema check fails."),
+                          "json-words");
+  EXPECT_EQ(answer.at("category"), "Software");
+  EXPECT_THAT(answer.at("suggested_resolution").get<std::string>(), HasSubstr("Export broken"));
+}
+
+TEST_F(StructuredTaskTest, StreamingTracesAndGuardrailStillApply) {
+  InvokeAgentInput input =
+      Input(TicketTask("Printer", "The printer on floor 2 jams on every page."), "traced");
+  input.enable_trace = true;
+  input.stream_final_response = true;
+  const auto events = Events(Run("GUARDED001", input));
+  size_t chunks = 0;
+  for (const auto& e : events) chunks += e.type == "chunk" ? 1 : 0;
+  EXPECT_GT(chunks, 1u);
+  const json answer = json::parse(Answer(events));
+  EXPECT_EQ(answer.at("category"), "Hardware");
+  bool finished = false;
+  for (const auto& t : Traces(events, "orchestrationTrace")) {
+    if (t.contains("observation") && t.at("observation").at("type") == "FINISH") {
+      finished = true;
+      EXPECT_EQ(json::parse(t.at("observation").at("finalResponse").at("text").get<std::string>()),
+                answer);
+    }
+  }
+  EXPECT_TRUE(finished);
+
+  const auto blocked = Events(
+      Run("GUARDED001", Input(TicketTask("Crypto", "Can I buy crypto on my laptop?"), "guarded")));
+  EXPECT_EQ(Answer(blocked), "I cannot discuss investments.");
+}
+
+TEST_F(StructuredTaskTest, UnparsableSchemaLineMeansAnOrdinaryAnswer) {
+  const auto events = Events(
+      Run("LIVEALIAS1", Input("Recommend a lunch recipe.\nJSON schema: {not json", "plain")));
+  EXPECT_FALSE(json::parse(Answer(events), nullptr, false).is_object());
+  EXPECT_THAT(Answer(events), HasSubstr("could not find"));
+}
+
+TEST_F(StructuredTaskTest, InvalidUtf8InTheTaskStillGivesValidJson) {
+  const json answer =
+      Ask(TicketTask("Bad \xff\xfe bytes", "The VPN \xc3 drops \xff again."), "utf8");
+  ExpectConforms(answer, TicketSchema());
 }
 
 TEST(AgentSessionsTest, StoreDropsLeastRecentlyUsedPastItsBound) {

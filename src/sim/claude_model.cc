@@ -14,7 +14,9 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "common/encoding.h"
@@ -473,37 +475,87 @@ struct LexiconEntry {
 };
 
 const std::vector<LexiconEntry>& Lexicon() {
+  // "down" alone is too common ("shuts down", "scroll down") to mean an
+  // outage, so the outage cues use the phrases that do.
   static const std::vector<LexiconEntry> kLexicon = {
-      {"network", {"vpn", "wifi", "wi-fi", "internet", "connection", "connectivity", "connect", "dns", "router",
-                   "ethernet", "firewall", "proxy", "bandwidth", "latency", "packet", "drops", "disconnect",
-                   "offline", "lan", "wan", "switch", "ping", "timeout"}},
-      {"hardware", {"laptop", "screen", "keyboard", "mouse", "monitor", "printer", "cracked", "broken", "battery",
-                    "device", "charger", "dock", "docking", "disk", "headset", "phone", "hardware", "fan",
-                    "overheat", "webcam", "cable", "desktop", "motherboard", "memory"}},
-      {"software", {"install", "crash", "bug", "error", "update", "upgrade", "application", "app", "software",
-                    "excel", "outlook", "word", "freeze", "frozen", "version", "patch", "exception", "browser",
-                    "program", "plugin", "driver", "database", "license"}},
-      {"access", {"password", "login", "logon", "locked", "lockout", "locked out", "access", "permission",
-                  "account", "mfa", "2fa", "sso", "reset", "credential", "sign in", "signin", "authenticat",
-                  "unauthorized", "forbidden", "role", "privilege"}},
-      {"billing", {"invoice", "charge", "billing", "bill", "refund", "payment", "subscription", "price", "pricing",
-                   "receipt", "credit card", "twice", "overcharg", "paid", "pay", "cost", "fee"}},
-      {"critical", {"outage", "down", "everyone", "all users", "entire", "production", "emergency", "breach",
-                    "company-wide", "whole", "nobody", "data loss", "ransomware"}},
-      {"high", {"urgent", "asap", "blocked", "blocking", "immediately", "deadline", "important", "cannot work",
-                "can't work", "critical", "severe", "today"}},
-      {"medium", {"intermittent", "sometimes", "slow", "drops", "occasionally", "issue", "problem", "degraded"}},
-      {"low", {"question", "minor", "whenever", "when possible", "nice to have", "cosmetic", "request",
-               "how do i", "curious", "typo", "suggestion"}},
-      {"positive", {"thanks", "thank", "great", "love", "happy", "excellent", "awesome", "pleased", "good"}},
-      {"negative", {"angry", "terrible", "frustrated", "awful", "unhappy", "bad", "worst", "annoyed", "broken",
-                    "disappointed", "unacceptable"}},
+      {"network",
+       {"vpn",    "wifi",    "wi-fi",      "internet", "connection", "connectivity", "connect",
+        "dns",    "router",  "ethernet",   "firewall", "proxy",      "bandwidth",    "latency",
+        "packet", "drops",   "disconnect", "offline",  "lan",        "wan",          "switch",
+        "ping",   "timeout", "network",    "wireless", "hotspot",    "dhcp",         "intranet"}},
+      {"hardware",
+       {"laptop",   "screen",      "keyboard", "mouse",   "monitor",   "printer", "cracked",
+        "broken",   "battery",     "device",   "charger", "dock",      "docking", "disk",
+        "headset",  "phone",       "hardware", "fan",     "overheat",  "webcam",  "cable",
+        "desktop",  "motherboard", "memory",   "toner",   "projector", "usb",     "trackpad",
+        "touchpad", "microphone",  "speakers", "scanner", "spilled",   "hinge"}},
+      {"software",
+       {"install",  "crash",    "bug",        "error",   "update",  "upgrade", "application",
+        "app",      "software", "excel",      "outlook", "word",    "freeze",  "frozen",
+        "version",  "patch",    "exception",  "browser", "program", "plugin",  "driver",
+        "database", "license",  "teams",      "zoom",    "acrobat", "pdf",     "powerpoint",
+        "windows",  "macos",    "salesforce", "jira"}},
+      {"access",
+       {"password",     "login",        "logon",     "locked", "lockout",      "locked out",
+        "access",       "permission",   "account",   "mfa",    "2fa",          "sso",
+        "reset",        "credential",   "sign in",   "signin", "authenticat",  "unauthorized",
+        "forbidden",    "role",         "privilege", "log in", "admin rights", "badge",
+        "shared drive", "shared folder"}},
+      {"email",
+       {"email", "e-mail", "mail", "mailbox", "inbox", "outlook", "signature", "calendar",
+        "attachment", "spam", "phishing", "distribution list", "out of office", "bounce", "smtp",
+        "exchange"}},
+      {"billing",
+       {"invoice", "charge", "billing", "bill", "refund", "payment", "subscription", "price",
+        "pricing", "receipt", "credit card", "twice", "overcharg", "paid", "pay", "cost", "fee"}},
+      {"critical", {"outage",    "is down",    "are down",     "went down",   "goes down",
+                    "down for",  "everyone",   "all users",    "entire",      "production",
+                    "emergency", "breach",     "company-wide", "whole",       "nobody",
+                    "data loss", "ransomware", "hacked",       "compromised", "all staff"}},
+      {"high", {"urgent",         "asap",        "blocked",        "blocking",      "immediately",
+                "deadline",       "important",   "cannot work",    "can't work",    "critical",
+                "severe",         "today",       "unable to work", "cannot log in", "can't log in",
+                "phishing",       "malware",     "virus",          "suspicious",    "stolen",
+                "client meeting", "presentation"}},
+      {"medium",
+       {"intermittent", "sometimes", "slow", "drops", "occasionally", "issue", "problem",
+        "degraded"}},
+      {"low",
+       {"question", "minor", "whenever", "when possible", "nice to have", "cosmetic", "request",
+        "how do i", "curious", "typo", "suggestion", "how can i", "how to", "no rush", "would like",
+        "is it possible"}},
+      {"positive",
+       {"thanks", "thank", "great", "love", "happy", "excellent", "awesome", "pleased", "good",
+        "appreciate", "wonderful", "fantastic", "helpful", "brilliant", "perfect", "glad",
+        "kudos"}},
+      {"negative", {"angry",        "terrible",      "frustrated", "awful",    "unhappy",
+                    "bad",          "worst",         "annoyed",    "broken",   "disappointed",
+                    "unacceptable", "frustrating",   "again",      "still",    "third time",
+                    "ridiculous",   "useless",       "annoying",   "fed up",   "nobody can work",
+                    "cannot work",  "can't work",    "furious",    "horrible", "hate",
+                    "not working",  "nothing works", "waste",      "complain", "outage",
+                    "doesn't work", "does not work", "disaster"}},
       {"neutral", {"question", "wondering", "info", "information"}},
-      {"escalation", {"urgent", "outage", "down", "everyone", "critical", "asap", "immediately", "legal",
-                      "security", "breach", "escalate", "manager", "complaint"}},
-      {"escalate", {"urgent", "outage", "down", "everyone", "critical", "asap", "immediately", "legal", "security",
-                    "breach", "manager", "complaint"}},
-      {"urgent", {"urgent", "asap", "immediately", "outage", "down", "emergency", "critical"}},
+      // Customer-inquiry categories (FAQ / Standard / High priority).
+      {"faq",
+       {"how do i", "how to", "how can i", "where can i", "where do i", "is there",
+        "is it possible", "can i", "what is", "what are", "instructions", "guide", "wondering",
+        "question", "policy", "opening hours"}},
+      {"standard",
+       {"order", "delivery", "account", "invoice", "refund", "problem", "issue", "error",
+        "not working", "wrong", "cancel", "return", "replacement", "missing", "damaged"}},
+      {"priority",
+       {"urgent", "asap", "immediately", "legal", "lawyer", "complaint", "complain", "unacceptable",
+        "outage", "is down", "emergency", "security", "breach", "fraud", "third time", "furious",
+        "escalate", "manager"}},
+      {"escalation",
+       {"urgent", "outage", "is down", "are down", "everyone", "critical", "asap", "immediately",
+        "legal", "security", "breach", "escalate", "manager", "complaint"}},
+      {"escalate",
+       {"urgent", "outage", "is down", "are down", "everyone", "critical", "asap", "immediately",
+        "legal", "security", "breach", "manager", "complaint"}},
+      {"urgent",
+       {"urgent", "asap", "immediately", "outage", "is down", "are down", "emergency", "critical"}},
   };
   return kLexicon;
 }
@@ -652,8 +704,9 @@ json ChooseEnum(const json& values, const Prompt& prompt) {
     }
   }
   if (best != nullptr) return *best;
-  static const std::set<std::string> kNeutral = {"other",  "unknown", "general", "misc",   "miscellaneous",
-                                                 "medium", "normal",  "neutral", "moderate"};
+  static const std::set<std::string> kNeutral = {"other",         "unknown", "general", "misc",
+                                                 "miscellaneous", "medium",  "normal",  "neutral",
+                                                 "moderate",      "standard"};
   for (const json& value : values) {
     if (value.is_string() && kNeutral.contains(AsciiToLower(value.get<std::string>()))) return value;
   }
@@ -686,6 +739,270 @@ bool NameHas(const std::vector<std::string>& words, std::initializer_list<std::s
     }
   }
   return false;
+}
+
+// ---------------------------------------------------------------------------
+// Free text and confidence for triage-like answers. A real model reads the
+// request and answers about it; the stand-in names the request's subject and
+// gives the advice of the topic its words point at, so answers read
+// plausibly and differ between requests while staying deterministic.
+
+// The topics the advice and the confidence are based on (lexicon concepts).
+constexpr std::array<std::string_view, 6> kTopics = {"network", "hardware", "software",
+                                                     "access",  "email",    "billing"};
+
+int ConceptCueCount(const Prompt& prompt, std::string_view concept_word) {
+  int count = 0;
+  for (const LexiconEntry& entry : Lexicon()) {
+    if (entry.concept_word != concept_word) continue;
+    for (std::string_view cue : entry.cues) {
+      if (CueMatches(prompt, cue)) ++count;
+    }
+  }
+  return count;
+}
+
+struct TopicScores {
+  std::string_view best{};  // "" when no topic cue occurs
+  int best_count = 0;
+  int second_count = 0;
+};
+
+TopicScores ScoreTopics(const Prompt& prompt) {
+  TopicScores scores;
+  for (std::string_view topic : kTopics) {
+    const int count = ConceptCueCount(prompt, topic);
+    if (count > scores.best_count) {
+      scores.second_count = scores.best_count;
+      scores.best_count = count;
+      scores.best = topic;
+    } else if (count > scores.second_count) {
+      scores.second_count = count;
+    }
+  }
+  return scores;
+}
+
+// A confidence in [0, 1]: low when no topic cue occurs (a vague request),
+// middling when topics tie, high when one topic is clearly ahead; a small
+// spread derived from the text keeps equal cases from looking canned.
+double TopicConfidence(const Prompt& prompt, std::string_view prompt_text) {
+  const TopicScores scores = ScoreTopics(prompt);
+  double base;
+  if (scores.best_count == 0) {
+    base = 0.42;
+  } else if (scores.best_count == scores.second_count) {
+    base = 0.57;
+  } else if (scores.best_count == 1) {
+    base = 0.7;
+  } else if (scores.best_count - scores.second_count == 1) {
+    base = 0.8;
+  } else {
+    base = 0.9;
+  }
+  const double spread = static_cast<double>(static_cast<int>(Fnv1a(prompt_text) % 7) - 3) / 100.0;
+  return std::round((base + spread) * 100.0) / 100.0;
+}
+
+bool IsHowToQuestion(const Prompt& prompt) {
+  for (std::string_view cue : {"how do i", "how to", "how can i", "where can i", "where do i",
+                               "is it possible", "is there a way"}) {
+    if (CueMatches(prompt, cue)) return true;
+  }
+  return false;
+}
+
+// The values of "Label: value" lines whose label (up to three words) has one
+// of `labels` among its words, in order.
+std::vector<std::string> LabelledValues(std::string_view text,
+                                        std::initializer_list<std::string_view> labels) {
+  std::vector<std::string> values;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = TrimAsciiWhitespace(text.substr(start, end - start));
+    const size_t colon = line.find(':');
+    if (colon != std::string_view::npos && colon > 0) {
+      const std::vector<std::string> label_words = IdentifierWords(line.substr(0, colon));
+      const std::string_view value = TrimAsciiWhitespace(line.substr(colon + 1));
+      if (!label_words.empty() && label_words.size() <= 3 && !value.empty()) {
+        for (std::string_view label : labels) {
+          if (std::find(label_words.begin(), label_words.end(), label) != label_words.end()) {
+            values.emplace_back(value);
+            break;
+          }
+        }
+      }
+    }
+    if (end == text.size()) break;
+    start = end + 1;
+  }
+  return values;
+}
+
+std::optional<std::string> LabelledValue(std::string_view text,
+                                         std::initializer_list<std::string_view> labels) {
+  std::vector<std::string> values = LabelledValues(text, labels);
+  if (values.empty()) return std::nullopt;
+  return std::move(values.front());
+}
+
+// What the request is about: a title or subject line when there is one, else
+// the first sentence of the description (or of the text); at most 12 words,
+// without closing punctuation.
+std::string RequestSubject(std::string_view text) {
+  std::optional<std::string> value = LabelledValue(text, {"title", "subject", "summary"});
+  if (!value)
+    value =
+        LabelledValue(text, {"inquiry", "description", "message", "question", "request", "body"});
+  std::string source = value ? *value : std::string(TrimAsciiWhitespace(text));
+  for (size_t i = 0; i + 1 < source.size(); ++i) {
+    if ((source[i] == '.' || source[i] == '?' || source[i] == '!') && source[i + 1] == ' ') {
+      source.resize(i + 1);
+      break;
+    }
+  }
+  std::string subject = LeadingWords(source, 12);
+  while (!subject.empty() && std::strchr(".?!,;: ", subject.back()) != nullptr) subject.pop_back();
+  return subject.empty() ? std::string("your request") : subject;
+}
+
+// A first name from a "Label: value" value: an e-mail address gives its
+// capitalised first local-part word, "Jane Doe" its first word; "" for
+// anything else ("My order is late").
+std::string FirstName(std::string_view value) {
+  std::string word;
+  const size_t at = value.find('@');
+  if (at != std::string_view::npos) {
+    size_t start = at;
+    while (start > 0 && (std::isalnum(static_cast<unsigned char>(value[start - 1])) != 0 ||
+                         std::strchr("._-+", value[start - 1]) != nullptr)) {
+      --start;
+    }
+    for (size_t i = start; i < at && std::isalpha(static_cast<unsigned char>(value[i])) != 0; ++i) {
+      word.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(value[i]))));
+    }
+    // "Jane Doe <jane.doe@...>": the written name wins when there is one.
+    std::string_view before = value.substr(0, start);
+    while (!before.empty() && std::isalpha(static_cast<unsigned char>(before.back())) == 0)
+      before.remove_suffix(1);
+    const std::string written = before.empty() ? std::string() : FirstName(before);
+    if (!written.empty()) return written;
+  } else {
+    // Up to three words, each capitalised.
+    size_t words = 0;
+    bool word_start = true;
+    for (char c : value) {
+      if (c == ' ') {
+        word_start = true;
+        continue;
+      }
+      if (word_start && std::isupper(static_cast<unsigned char>(c)) == 0) return "";
+      if (word_start) ++words;
+      word_start = false;
+    }
+    if (words == 0 || words > 3) return "";
+    for (char c : value) {
+      if (std::isalpha(static_cast<unsigned char>(c)) == 0) break;
+      word.push_back(c);
+    }
+  }
+  if (word.size() < 2 || word.size() > 20) return "";
+  word[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(word[0])));
+  return word;
+}
+
+// The first name to greet: from the first name / customer / requester /
+// from line that holds one.
+std::string GreetingName(std::string_view text) {
+  for (const std::string& value :
+       LabelledValues(text, {"name", "customer", "requester", "from", "email", "contact"})) {
+    std::string name = FirstName(value);
+    if (!name.empty()) return name;
+  }
+  return "";
+}
+
+std::string_view TopicAdvice(std::string_view topic) {
+  if (topic == "network") {
+    return "check the VPN client version and the local connection, reconnect, and confirm whether "
+           "others on the "
+           "same site are affected";
+  }
+  if (topic == "hardware") {
+    return "check power, cables and the dock, then book the device in with the IT desk for repair "
+           "or replacement "
+           "if it is faulty";
+  }
+  if (topic == "software") {
+    return "update or reinstall the application, clear its cache and collect the exact error "
+           "message if it happens "
+           "again";
+  }
+  if (topic == "access") {
+    return "verify the requester's identity, then unlock the account or reset the password and "
+           "review their group "
+           "permissions";
+  }
+  if (topic == "email")
+    return "check the mailbox settings, quota and rules in Outlook and walk the requester through "
+           "the change";
+  if (topic == "billing")
+    return "review the invoice and payment history and correct or refund any duplicate charge";
+  return "ask the requester for more details (what they were doing, any error message, when it "
+         "started) before "
+         "assigning it";
+}
+
+std::string_view TopicReply(std::string_view topic) {
+  if (topic == "network") {
+    return "We are looking into the connection problem; meanwhile, please reconnect to the VPN and "
+           "restart your "
+           "laptop.";
+  }
+  if (topic == "hardware")
+    return "We will check the device and arrange a repair or a replacement if it is needed.";
+  if (topic == "software") {
+    return "Please make sure the application is up to date; we will investigate the error if it "
+           "continues.";
+  }
+  if (topic == "access")
+    return "We can unlock your account or reset your password as soon as we have verified your "
+           "identity.";
+  if (topic == "email")
+    return "Most mailbox settings are under File > Options in Outlook, and we are happy to walk "
+           "you through it.";
+  if (topic == "billing")
+    return "We are reviewing your invoice and will correct or refund any duplicate charge.";
+  return "We have received your message and will come back to you with an answer shortly.";
+}
+
+// A suggested resolution for the request.
+std::string ResolutionText(const ValueContext& ctx) {
+  const std::string subject = RequestSubject(ctx.prompt_text);
+  const TopicScores topics = ScoreTopics(ctx.prompt);
+  if (IsHowToQuestion(ctx.prompt) && !topics.best.empty()) {
+    return "For \"" + subject + "\": send the requester the how-to article for this " +
+           std::string(topics.best) + " question; no technician is needed.";
+  }
+  std::string advice(TopicAdvice(topics.best));
+  advice[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(advice[0])));
+  return "For \"" + subject + "\": " + advice + ".";
+}
+
+// A reply to the requester: greeting, the subject, the topic's answer, and
+// an apology when the request sounds unhappy.
+std::string ReplyText(const ValueContext& ctx) {
+  const std::string name = GreetingName(ctx.prompt_text);
+  std::string text = name.empty() ? "Hello, " : "Hi " + name + ", ";
+  text += "thank you for contacting us about \"" + RequestSubject(ctx.prompt_text) + "\". ";
+  if (ScoreCandidate(ctx.prompt, "negative") > ScoreCandidate(ctx.prompt, "positive")) {
+    text += "We are sorry for the trouble this has caused. ";
+  }
+  text += TopicReply(ScoreTopics(ctx.prompt).best);
+  text += " Best regards, the support team";
+  return text;
 }
 
 json GenerateValue(const json& schema_in, std::string_view property, const ValueContext& ctx, int depth);
@@ -723,6 +1040,13 @@ json GenerateString(const json& schema, std::string_view property, const ValueCo
       value = "Based on the request: " + Summary(ctx.prompt_text, 20);
     } else if (NameHas(name_words, {"email"})) {
       value = "user@example.com";
+    } else if (NameHas(name_words, {"resolution", "solution", "fix", "remedy", "workaround",
+                                    "recommendation", "steps"})) {
+      value = ResolutionText(ctx);
+    } else if (NameHas(name_words, {"response", "reply", "answer", "draft", "letter"})) {
+      value = ReplyText(ctx);
+    } else if (NameHas(name_words, {"suggestion", "suggested", "suggest", "recommended"})) {
+      value = ResolutionText(ctx);
     } else {
       value = Summary(ctx.prompt_text, 24);
       if (value.empty()) value = std::string(property.empty() ? "value" : property);
@@ -746,7 +1070,8 @@ json GenerateString(const json& schema, std::string_view property, const ValueCo
   return value;
 }
 
-json GenerateNumber(const json& schema, std::string_view property, bool integer) {
+json GenerateNumber(const json& schema, std::string_view property, bool integer,
+                    const ValueContext& ctx) {
   std::optional<double> lo, hi;
   bool lo_exclusive = false, hi_exclusive = false;
   if (schema.contains("minimum") && schema["minimum"].is_number()) lo = schema["minimum"].get<double>();
@@ -761,15 +1086,19 @@ json GenerateNumber(const json& schema, std::string_view property, bool integer)
   }
   std::vector<std::string> words = IdentifierWords(property);
   double value;
+  const bool confidence_like =
+      NameHas(words, {"confidence", "probability", "certainty", "likelihood"});
   if (lo && hi) {
-    double fraction = NameHas(words, {"confidence", "score", "probability", "certainty", "likelihood"}) ? 0.8 : 0.5;
+    double fraction = confidence_like             ? TopicConfidence(ctx.prompt, ctx.prompt_text)
+                      : NameHas(words, {"score"}) ? 0.8
+                                                  : 0.5;
     value = *lo + (*hi - *lo) * fraction;
   } else if (lo) {
     value = std::max(*lo, 1.0);
   } else if (hi) {
     value = std::min(*hi, 1.0);
-  } else if (NameHas(words, {"confidence", "probability", "certainty", "likelihood"})) {
-    value = 0.8;
+  } else if (confidence_like) {
+    value = TopicConfidence(ctx.prompt, ctx.prompt_text);
   } else {
     value = 1;
   }
@@ -847,8 +1176,8 @@ json GenerateValue(const json& schema_in, std::string_view property, const Value
     }
     return out;
   }
-  if (type == "integer") return GenerateNumber(schema, property, true);
-  if (type == "number") return GenerateNumber(schema, property, false);
+  if (type == "integer") return GenerateNumber(schema, property, true, ctx);
+  if (type == "number") return GenerateNumber(schema, property, false, ctx);
   if (type == "boolean") {
     for (const std::string& word : IdentifierWords(property)) {
       if (word == "is" || word == "has" || word == "needs" || word == "requires") continue;
@@ -1619,6 +1948,12 @@ ClaudeReply GenerateReply(const ClaudeRequest& request, std::span<const ReplyRul
   reply.content.push_back({{"type", "text"}, {"text", text}});
   reply.output_tokens = OutputTokens(reply.content);
   return reply;
+}
+
+json GenerateSchemaValue(const json& schema, std::string_view prompt_text) {
+  const Prompt prompt = MakePrompt(prompt_text);
+  const ValueContext ctx{schema, prompt, prompt_text};
+  return GenerateValue(schema, "", ctx, 0);
 }
 
 json AnthropicResponseBody(const ClaudeReply& reply, const ClaudeModelSpec& model) {

@@ -85,6 +85,15 @@ Result<ClaudeRequest> ParseConverseRequest(std::string_view body, const ClaudeMo
 ClaudeReply GenerateReply(const ClaudeRequest& request, std::span<const ReplyRule> rules,
                           const ClaudeModelSpec& model);
 
+// A value conforming to the JSON Schema `schema`, filled from `prompt_text`
+// the way a forced tool's input is: enum values chosen by the words of the
+// text (falling back to a neutral value such as "Other" or "Medium"), free
+// text about the text's subject (resolutions, replies, summaries), numbers
+// named like confidence in [0, 1] (low for vague text), respecting
+// minimum/maximum, lengths and item counts. Used by the emulator's agents for
+// answers that must match a schema. Deterministic; never throws.
+nlohmann::json GenerateSchemaValue(const nlohmann::json& schema, std::string_view prompt_text);
+
 // The InvokeModel response body (Anthropic message JSON).
 nlohmann::json AnthropicResponseBody(const ClaudeReply& reply, const ClaudeModelSpec& model);
 

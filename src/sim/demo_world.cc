@@ -180,7 +180,7 @@ std::string DemoWorldConfigText() {
          ],
          "guardrail": {"id": "gr0helpdesk1", "version": "1", "blocked_message": "Sorry, the IT helpdesk cannot help with that topic.",
                        "blocked_topics": [{"name": "salaries", "words": ["salary", "salaries", "payroll"]}]},
-         "rules": [{"match": "category", "reply": "{\"category\": \"network\", \"priority\": \"medium\"}"}]}
+         "rules": [{"match": "quick triage line", "reply": "{\"category\": \"network\", \"priority\": \"medium\"}"}]}
       ],
       "aliases": [
         {"id": "PRODALIAS1", "name": "production", "description": "Live traffic.", "agent_version": "1"},

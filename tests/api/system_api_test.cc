@@ -206,6 +206,7 @@ TEST_F(SystemApiTest, OpenApiDocumentsEveryRouteAndNothingElse) {
   api::RegisterProviderRoutes(router, f().context());
   api::RegisterAgentRoutes(router, f().context());
   api::RegisterAppRoutes(router, f().context());
+  api::RegisterAutomationRoutes(router, f().context());
   const std::vector<std::string> problems = api::CompareOpenApiWithRoutes(*document, router.routes());
   std::string listing;
   for (const std::string& problem : problems) listing += "  " + problem + "\n";

@@ -213,8 +213,8 @@ TEST(DemoCliTest, TheDemoWalksTheSeedAndExits) {
   ProcessResult result = RunProcess(
       {QUARRY_BINARY, "demo", "--exit", "--port", "0", "--data-dir", dir.Path("demo")});
   ASSERT_EQ(result.exit_code, 0) << result.stdout_text << result.stderr_text;
-  for (const char* expected : {"status: working", "base_agent_arn", "connected agt_", "TCK-1 created",
-                               "Quarry is serving at"}) {
+  for (const char* expected : {"status: working", "base_agent_arn", "connected agt_", "IT ticket triage",
+                               "runs: 50 started", "TCK-50", "invocations 50", "Quarry is serving at"}) {
     EXPECT_NE(result.stdout_text.find(expected), std::string::npos) << expected << "\n" << result.stdout_text;
   }
   // A second run on the same data directory refuses instead of mixing data.

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The automation engine under load, on SQLite, with the built-in emulator.
+#
+# Usage: scripts/bench_engine.sh BUILD_DIR [SECONDS] [CONNECTIONS] [SLOW_RUNS]
+#   BUILD_DIR    a Release tree with the `quarry` binary (e.g. build/release)
+#   SECONDS      how long wrk creates records in part 1 (default 10)
+#   CONNECTIONS  wrk connections (default 16)
+#   SLOW_RUNS    runs to hold in part 2 (default 10000)
+#
+# Part 1 (issue 6: >= 2,000 runs/s; engine overhead per step p99 <= 2 ms):
+# every created record triggers record created -> Run Agent Task (emulator,
+# no added latency, structured output, cache off so every run really calls
+# the agent) -> If -> Update Record Fields. wrk creates records for SECONDS;
+# the clock runs from wrk's start until the last run finished, so runs/s is
+# completed runs over that time. The engine's own time per step comes from
+# the server's quarry_engine_step_overhead_seconds histogram.
+# Part 2 (>= SLOW_RUNS runs waiting on agents with 2 s latency each: <= 500 MB
+# resident, done within 1.3x the ideal time): the emulator answers InvokeAgent
+# after 2 s; SLOW_RUNS records are created as fast as the API takes them; the
+# ideal is (last record created - first) + 2 s; the server's peak RSS is
+# sampled every 100 ms.
+set -euo pipefail
+
+build_dir=${1:?usage: scripts/bench_engine.sh BUILD_DIR [SECONDS] [CONNECTIONS] [SLOW_RUNS]}
+seconds=${2:-10}
+connections=${3:-16}
+slow_runs=${4:-10000}
+here=$(cd "$(dirname "$0")" && pwd)
+bin="$build_dir/src/cli/quarry"
+if [ ! -x "$bin" ]; then
+  echo "bench_engine.sh: $bin not found; build the quarry target in $build_dir first" >&2
+  exit 1
+fi
+for tool in wrk curl python3; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "bench_engine.sh: $tool is not installed (see scripts/install-deps.sh)" >&2
+    exit 1
+  fi
+done
+
+data_dir=$(mktemp -d "$build_dir/bench-engine.XXXXXX")
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$data_dir"
+}
+trap cleanup EXIT
+
+printf '[server]\nworker_threads = 64\n[engine]\nmax_in_flight = 20000\n[log]\nlevel = "warn"\n' >"$data_dir/quarry.toml"
+"$bin" serve --config "$data_dir/quarry.toml" --data-dir "$data_dir" --port 0 --embedded-sim \
+  >"$data_dir/stdout" 2>"$data_dir/server.log" &
+server_pid=$!
+base_url="" token="" sim_url=""
+for _ in $(seq 100); do
+  base_url=$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$data_dir/stdout" | head -1)
+  sim_url=$(sed -n 's/^emulator on \(http[^ ]*\).*/\1/p' "$data_dir/stdout" | head -1)
+  token=$(sed -n 's/^admin token: \(qk_[0-9a-f]*\).*/\1/p' "$data_dir/stdout" | head -1)
+  if [ -n "$base_url" ] && [ -n "$token" ] && [ -n "$sim_url" ]; then break; fi
+  if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+if [ -z "$base_url" ] || [ -z "$token" ]; then
+  echo "bench_engine.sh: quarry serve did not start; its output:" >&2
+  cat "$data_dir/stdout" "$data_dir/server.log" >&2
+  exit 1
+fi
+
+api() {  # METHOD PATH [JSON]
+  local reply status
+  reply=$(curl -sS -X "$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    ${3:+--data "$3"} -w '\n%{http_code}' "$base_url$2")
+  status=${reply##*$'\n'}
+  if [ "${status:0:1}" != 2 ]; then
+    echo "bench_engine.sh: $1 $2 -> $status ${reply%$'\n'*}" >&2
+    exit 1
+  fi
+  printf '%s' "${reply%$'\n'*}"
+}
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+provider=$(api POST /api/v1/providers '{"name":"Bedrock","region":"us-east-1","credentials":{"kind":"access_key","access_key_id":"AKIAQUARRYDEMO000001","secret_access_key":"quarryDemoSecretKey0000000000000000000001"}}' | field "['id']")
+api POST /api/v1/apps '{"name":"Benchmark","namespace":"bench","handle":"BEN"}' >/dev/null
+api POST /api/v1/apps/bench/objects '{"name":"Tickets","api_name":"tickets"}' >/dev/null
+for f in \
+  '{"api_name":"title","label":"Title","type":"text","required":true}' \
+  '{"api_name":"priority","label":"Priority","type":"dropdown","options":["Low","Medium","High"]}' \
+  '{"api_name":"estimate","label":"Estimate","type":"number"}' \
+  '{"api_name":"urgent","label":"Urgent","type":"checkbox"}' \
+  '{"api_name":"due","label":"Due","type":"date"}' \
+  '{"api_name":"category","label":"Category","type":"text"}' \
+  '{"api_name":"route","label":"Route","type":"text"}'; do
+  api POST /api/v1/apps/bench/objects/tickets/fields "$f" >/dev/null
+done
+agent=$(api POST /api/v1/apps/bench/agents "{\"provider_id\":\"$provider\",\"agent_alias_arn\":\"arn:aws:bedrock:us-east-1:111122223333:agent-alias/HELPDESK01/PRODALIAS1\",\"name\":\"Helpdesk\"}" | field "['id']")
+definition=$(cat <<EOF
+{"name":"Bench triage","object":"tickets","trigger":{"type":"record_created"},
+ "settings":{"max_concurrency":20000},
+ "steps":[
+  {"id":"triage","type":"run_agent_task","agent":"$agent","task":"Triage: {record.title}",
+   "output":{"type":"structured","fields":[{"name":"category","type":"enum","values":["Hardware","Software","Network","Other"]}]},
+   "options":{"cache":{"enabled":false}}},
+  {"id":"route","type":"if","branches":[{"when":{"left":"{steps.triage.category}","op":"eq","right":"Network"},
+     "steps":[{"id":"net","type":"update_record","values":{"category":"{steps.triage.category}","route":"network team"}}]}],
+   "otherwise":[{"id":"desk","type":"update_record","values":{"category":"{steps.triage.category}","route":"service desk"}}]}]}
+EOF
+)
+automation=$(api POST /api/v1/apps/bench/automations "$definition" | field "['id']")
+api POST "/api/v1/automations/$automation/publish" '{}' >/dev/null
+
+settled() {
+  api GET "/api/v1/automations/$automation/stats?window=24h" |
+    python3 -c "import json,sys; s=json.load(sys.stdin); print(s['succeeded']+s['failed'], s['failed'])"
+}
+wait_settled() {  # TARGET TIMEOUT_S -> prints seconds waited
+  local target=$1 limit=$2 start now done failed
+  start=$(date +%s.%N)
+  while :; do
+    read -r done failed < <(settled)
+    if [ "$done" -ge "$target" ]; then break; fi
+    now=$(date +%s.%N)
+    if python3 -c "import sys; sys.exit(0 if $now-$start > $limit else 1)"; then
+      echo "bench_engine.sh: only $done of $target runs finished within ${limit}s" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+  echo "$failed"
+}
+
+export QUARRY_TOKEN=$token
+export QUARRY_RECORDS_PATH=/api/v1/apps/bench/objects/tickets/records
+echo "== part 1: record created -> Run Agent Task -> If -> Update Record Fields (SQLite, emulator, no latency)"
+echo "   cores: $(nproc); wrk, the API, the engine and the emulator share them"
+t0=$(date +%s.%N)
+wrk -t1 -c"$connections" -d"${seconds}s" -s "$here/bench_records.lua" "$base_url$QUARRY_RECORDS_PATH" >"$data_dir/wrk1.txt"
+t_wrk=$(date +%s.%N)
+created=$(sed -n 's/^records created: \([0-9]*\).*/\1/p' "$data_dir/wrk1.txt")
+failed=$(wait_settled "$created" 120)
+t1=$(date +%s.%N)
+python3 - "$t0" "$t_wrk" "$t1" "$created" "$failed" <<'EOF'
+import sys
+t0, tw, t1, created, failed = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+print(f"   records created {created} in {tw - t0:.1f} s; all runs finished {t1 - t0:.1f} s after the start "
+      f"({failed} failed)")
+print(f"   throughput: {created / (t1 - t0):,.0f} runs/s (target >= 2,000)")
+EOF
+curl -sS "$base_url/metrics" | python3 -c '
+import sys, collections
+buckets = collections.defaultdict(dict)
+for line in sys.stdin:
+    if not line.startswith("quarry_engine_step_overhead_seconds_bucket"): continue
+    labels, value = line.rsplit(" ", 1)
+    step_type = labels.split("type=\"")[1].split("\"")[0]
+    le = labels.split("le=\"")[1].split("\"")[0]
+    buckets[step_type][float("inf") if le == "+Inf" else float(le)] = float(value)
+for step_type, b in sorted(buckets.items()):
+    total = b[float("inf")]
+    if total == 0: continue
+    bounds = sorted(b)
+    def q(p):
+        for bound in bounds:
+            if b[bound] >= p * total: return bound
+    fmt = lambda x: "over 0.5 s" if x == float("inf") else f"<= {x * 1000:g} ms"
+    print(f"   engine time per {step_type} step ({int(total)} steps): p50 {fmt(q(0.5))}, p99 {fmt(q(0.99))}")
+'
+
+echo
+echo "== part 2: $slow_runs runs waiting on an agent that answers in 2 s"
+curl -sS -X POST -H 'Content-Type: application/json' \
+  --data '{"kind":"latency","operation":"InvokeAgent","latency_ms":2000}' "$sim_url/_quarry/faults" >/dev/null
+before=$(settled | cut -d' ' -f1)
+rss_log="$data_dir/rss.txt"
+( while kill -0 "$server_pid" 2>/dev/null; do
+    awk '/VmRSS/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || true
+    sleep 0.1
+  done >"$rss_log" ) &
+sampler=$!
+python3 - "$base_url" "$token" "$slow_runs" >"$data_dir/create2.txt" <<'EOF'
+import json, sys, threading, time, urllib.request
+base, token, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path = base + "/api/v1/apps/bench/objects/tickets/records"
+lock = threading.Lock()
+state = {"next": 0, "first": None, "last": None, "failed": 0}
+def worker():
+    while True:
+        with lock:
+            i = state["next"]; state["next"] += 1
+        if i >= total: return
+        body = json.dumps({"values": {"title": f"Slow {i}"}}).encode()
+        req = urllib.request.Request(path, data=body, method="POST",
+              headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=30).read()
+        except Exception:
+            with lock: state["failed"] += 1
+        now = time.time()
+        with lock:
+            state["first"] = now if state["first"] is None else min(state["first"], now)
+            state["last"] = now if state["last"] is None else max(state["last"], now)
+threads = [threading.Thread(target=worker) for _ in range(16)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(state["first"], state["last"], state["failed"])
+EOF
+read -r first last create_failed <"$data_dir/create2.txt"
+wait_settled $((before + slow_runs)) 300 >/dev/null
+done_at=$(date +%s.%N)
+kill "$sampler" 2>/dev/null || true
+python3 - "$first" "$last" "$done_at" "$rss_log" "$slow_runs" "$create_failed" <<'EOF'
+import sys
+first, last, done, rss_log, total, failed = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+samples = [int(x) for x in open(rss_log).read().split() if x.isdigit()]
+ideal = (last - first) + 2.0
+actual = done - first
+print(f"   {total} records created in {last - first:.1f} s ({failed} failed); all runs done {actual:.1f} s after the first")
+print(f"   ideal (creation span + 2 s) {ideal:.1f} s; ratio {actual / ideal:.2f} (target <= 1.3)")
+print(f"   server peak RSS {max(samples) / 1024:.0f} MB (target <= 500 MB)" if samples else "   RSS not sampled")
+EOF
