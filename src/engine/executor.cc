@@ -660,14 +660,7 @@ bool Executor::RunRecordEffect(RunExec& run, const Step& step) {
                         json{{"step_id", step.id}, {"type", type}, {"status", "succeeded"}, {"output", output}}});
   }
   if (finish_after) {
-    run.row.status = "succeeded";
-    if (deps_.metrics) deps_.metrics->Add(kRunsCounter, {{"status", "succeeded"}});
-    if (deps_.emit) {
-      json data = run.row.ToJson();
-      data["status"] = "succeeded";
-      deps_.emit(RunEvent{run.row.org_id, run.row.automation_id, run.row.id, "run_finished", data});
-    }
-    Retire(run);
+    AnnounceFinished(run, "succeeded", json::object(), nullptr);
     return false;
   }
   ++run.pc;
@@ -1301,13 +1294,7 @@ void Executor::CompleteCall(const std::shared_ptr<RunExec>& run_ptr, const Step&
     run.pending.clear();
     if (after) run.scope.record = RecordScopeJson(*after);
     if (finish_after) {
-      if (deps_.metrics) deps_.metrics->Add(kRunsCounter, {{"status", "succeeded"}});
-      if (deps_.emit) {
-        json data = run.row.ToJson();
-        data["status"] = "succeeded";
-        deps_.emit(RunEvent{run.row.org_id, run.row.automation_id, run.row.id, "run_finished", data});
-      }
-      Retire(run);
+      AnnounceFinished(run, "succeeded", json::object(), nullptr);
       return;
     }
   }
@@ -1455,14 +1442,6 @@ void Executor::Finish(RunExec& run, const std::string& status, json error, bool 
     return;
   }
   run.pending.clear();
-  if (deps_.metrics) deps_.metrics->Add(kRunsCounter, {{"status", status}});
-  if (deps_.emit) {
-    json data = run.row.ToJson();
-    data["status"] = status;
-    data["outputs"] = outputs;
-    data["error"] = error;
-    deps_.emit(RunEvent{run.row.org_id, run.row.automation_id, run.row.id, "run_finished", data});
-  }
   if (raise_alert && alert_row.delivery == "pending") {
     DeliverAlert(run, alert_id, json{{"type", "automation.run_failed"},
                                      {"alert_id", alert_id},
@@ -1474,6 +1453,18 @@ void Executor::Finish(RunExec& run, const std::string& status, json error, bool 
   if (status == "failed") {
     spdlog::warn("engine: run {} of automation {} failed: {}", run.row.id, run.row.automation_id,
                  error.is_object() ? error.value("message", "") : std::string());
+  }
+  AnnounceFinished(run, status, outputs, error);
+}
+
+void Executor::AnnounceFinished(RunExec& run, const std::string& status, const json& outputs, const json& error) {
+  run.row.status = status;
+  if (deps_.metrics) deps_.metrics->Add(kRunsCounter, {{"status", status}});
+  if (deps_.emit) {
+    json data = run.row.ToJson();
+    data["outputs"] = outputs;
+    data["error"] = error;
+    deps_.emit(RunEvent{run.row.org_id, run.row.automation_id, run.row.id, "run_finished", data});
   }
   Retire(run);
 }

@@ -115,6 +115,10 @@ class Executor {
                 nlohmann::json output, nlohmann::json error = nullptr);
   bool CommitPending(RunExec& run);
   void Finish(RunExec& run, const std::string& status, nlohmann::json error, bool alert);
+  // After the run's end committed: metrics, the run_finished event, and the
+  // run leaves this node.
+  void AnnounceFinished(RunExec& run, const std::string& status, const nlohmann::json& outputs,
+                        const nlohmann::json& error);
   void Escalate(RunExec& run, const Step& step, const std::string& reason, nlohmann::json proposed);
   void Drop(RunExec& run, const std::string& why);
   void Retire(RunExec& run);
