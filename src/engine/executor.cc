@@ -539,6 +539,17 @@ bool EndsAfter(const Program& program, int pc) {
   return false;
 }
 
+// The automation's "outputs" rendered over `scope` (what an on-demand
+// call returns when the run succeeds).
+json RenderRunOutputs(const AutomationSpec& spec, const Scope& scope) {
+  json outputs = json::object();
+  for (const auto& [name, templ] : spec.outputs) {
+    Result<json> value = RenderValue(json(templ), scope);
+    outputs[name] = value.ok() ? value.value() : json(nullptr);
+  }
+  return outputs;
+}
+
 bool IsLeaseLost(const Status& status) {
   return status.code() == StatusCode::kAborted && status.message().find("lease lost") != std::string::npos;
 }
@@ -591,6 +602,7 @@ bool Executor::RunRecordEffect(RunExec& run, const Step& step) {
   const domain::ChangeContext change = domain::ChangeContext::System(run.row.org_id, *deps_.clock);
   domain::FieldErrors errors;
   json output;
+  json run_outputs = json::object();
   std::optional<domain::Record> after;
   const int64_t latency_us = MicrosSince(run.step_started, *deps_.clock);
   Status status = deps_.db->Write([&](store::Tx& tx) -> Status {
@@ -625,7 +637,11 @@ bool Executor::RunRecordEffect(RunExec& run, const Step& step) {
     json state{{"position", run.pc + 1}, {"seq", run.seq + 1}, {"steps", steps}};
     QUARRY_RETURN_IF_ERROR(deps_.store->CommitProgress(tx, run.lease, rows, state, run.totals));
     if (finish_after) {
-      QUARRY_RETURN_IF_ERROR(deps_.store->FinishRun(tx, run.lease, "succeeded", json::object(), nullptr, run.totals));
+      Scope scope = run.scope;
+      scope.steps = steps;
+      if (record.id == run.record_id) scope.record = RecordScopeJson(record);
+      run_outputs = RenderRunOutputs(run.spec(), scope);
+      QUARRY_RETURN_IF_ERROR(deps_.store->FinishRun(tx, run.lease, "succeeded", run_outputs, nullptr, run.totals));
     }
     return Status::Ok();
   });
@@ -660,7 +676,7 @@ bool Executor::RunRecordEffect(RunExec& run, const Step& step) {
                         json{{"step_id", step.id}, {"type", type}, {"status", "succeeded"}, {"output", output}}});
   }
   if (finish_after) {
-    AnnounceFinished(run, "succeeded", json::object(), nullptr);
+    AnnounceFinished(run, "succeeded", run_outputs, nullptr);
     return false;
   }
   ++run.pc;
@@ -1261,6 +1277,7 @@ void Executor::CompleteCall(const std::shared_ptr<RunExec>& run_ptr, const Step&
     for (const auto& [field, value] : update.values) values[field] = value;
     domain::FieldErrors errors;
     std::optional<domain::Record> after;
+    json run_outputs = json::object();
     Status status = deps_.db->Write([&](store::Tx& tx) -> Status {
       errors.Clear();
       QUARRY_ASSIGN_OR_RETURN(domain::RecordChange written,
@@ -1273,7 +1290,10 @@ void Executor::CompleteCall(const std::shared_ptr<RunExec>& run_ptr, const Step&
       json state{{"position", run.pc + 1}, {"seq", run.seq}, {"steps", run.scope.steps}};
       QUARRY_RETURN_IF_ERROR(deps_.store->CommitProgress(tx, run.lease, run.pending, state, run.totals));
       if (finish_after) {
-        QUARRY_RETURN_IF_ERROR(deps_.store->FinishRun(tx, run.lease, "succeeded", json::object(), nullptr, run.totals));
+        Scope scope = run.scope;
+        scope.record = RecordScopeJson(*after);
+        run_outputs = RenderRunOutputs(run.spec(), scope);
+        QUARRY_RETURN_IF_ERROR(deps_.store->FinishRun(tx, run.lease, "succeeded", run_outputs, nullptr, run.totals));
       }
       return Status::Ok();
     });
@@ -1294,7 +1314,7 @@ void Executor::CompleteCall(const std::shared_ptr<RunExec>& run_ptr, const Step&
     run.pending.clear();
     if (after) run.scope.record = RecordScopeJson(*after);
     if (finish_after) {
-      AnnounceFinished(run, "succeeded", json::object(), nullptr);
+      AnnounceFinished(run, "succeeded", run_outputs, nullptr);
       return;
     }
   }
@@ -1405,13 +1425,7 @@ bool Executor::CommitPending(RunExec& run) {
 }
 
 void Executor::Finish(RunExec& run, const std::string& status, json error, bool alert) {
-  json outputs = json::object();
-  if (run.loaded && status == "succeeded") {
-    for (const auto& [name, templ] : run.spec().outputs) {
-      Result<json> value = RenderValue(json(templ), run.scope);
-      outputs[name] = value.ok() ? value.value() : json(nullptr);
-    }
-  }
+  const json outputs = run.loaded && status == "succeeded" ? RenderRunOutputs(run.spec(), run.scope) : json::object();
   const json state = run.prepared ? StateJson(run) : run.row.state;
   std::string alert_id;
   const bool raise_alert = alert && status == "failed" && !run.test;

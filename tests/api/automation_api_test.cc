@@ -410,6 +410,22 @@ TEST_F(AutomationApiTest, OnDemandInvokeReturnsOutputs) {
   EXPECT_EQ(Runs(id).size(), 1u);
 }
 
+// A run whose last step writes the record ends in that step's transaction;
+// it still returns the automation's outputs, rendered after the write.
+TEST_F(AutomationApiTest, OnDemandRunEndingInARecordWriteReturnsOutputs) {
+  const json ticket = NewTicket({{"title", "Laptop keyboard is broken"}});
+  json definition = Definition({{"type", "on_demand"}}, {TriageStep(true)}, "Classify and file");
+  definition["outputs"] = {{"category", "{steps.analyse.category}"}, {"stored", "{record.category}"}};
+  const std::string id = CreateAndPublish(definition);
+  ApiReply r = f().Call("POST", "/api/v1/automations/" + id + "/invoke", f().member_token,
+                        {{"inputs", json::object()}, {"record", ticket["handle"]}, {"wait_seconds", 60}});
+  ASSERT_EQ(r.status, 200) << r.Describe();
+  EXPECT_EQ(r.json["status"], "succeeded");
+  ASSERT_TRUE(r.json["outputs"].contains("category")) << r.Describe();
+  EXPECT_EQ(r.json["outputs"]["category"], r.json["outputs"]["stored"]) << r.Describe();
+  EXPECT_EQ(Record(ticket["id"])["category"], r.json["outputs"]["category"]);
+}
+
 TEST_F(AutomationApiTest, TestRunShowsWhatWouldApplyWithoutApplyingIt) {
   const json ticket = NewTicket({{"title", "Printer offline on floor 2"}});
   const std::string id = Create(Definition({{"type", "record_created"}}, {TriageStep()}));
