@@ -4,6 +4,7 @@
 // identity); closing its stdin (Stop()) stops it cleanly; the destructor kills
 // it if it is still running.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,9 +44,12 @@ class SimProcess {
   // line is kept in lines(). False when the process could not start or
   // printed nothing.
   bool StartCommand(std::vector<std::string> args, int lines) {
+    // O_CLOEXEC: a child started later must not inherit this child's stdin
+    // write end, or this child would never see EOF while the later one lives
+    // (dup2 below clears the flag on the child's own stdin and stdout).
     int in_pipe[2], out_pipe[2];
-    if (pipe(in_pipe) != 0) return false;
-    if (pipe(out_pipe) != 0) {
+    if (pipe2(in_pipe, O_CLOEXEC) != 0) return false;
+    if (pipe2(out_pipe, O_CLOEXEC) != 0) {
       close(in_pipe[0]);
       close(in_pipe[1]);
       return false;
