@@ -946,193 +946,219 @@ void Executor::Invoke(const std::shared_ptr<RunExec>& run_ptr) {
   RunExec::Call& call = run.call;
   ++call.attempt;
   // Throttling first: the run waits here (no thread does) until the budget allows.
+  // Admitted at once (the usual case), the limiter calls back on this thread
+  // before Acquire returns: the call is then sent from here, without a hop
+  // through the pool. Only this thread reads `returned`, and only while the
+  // thread ids match, so the flags need no lock.
+  struct Admission {
+    std::thread::id caller = std::this_thread::get_id();
+    bool returned = false;
+    bool admitted_here = false;
+  };
+  auto admission = std::make_shared<Admission>();
   ++outstanding_;
   const MonotonicTime asked = deps_.clock->MonotonicNow();
-  call.ticket = deps_.limiter->Acquire(call.limit_key, call.estimated_tokens, [this, run_ptr, asked](bool admitted) {
-    Post(run_ptr, [this, run_ptr, asked, admitted](RunExec& run) {
-      run.wait_us += MicrosSince(asked, *deps_.clock);
-      run.call.ticket = 0;
-      if (!admitted) {
-        Drop(run, "the engine is shutting down");
-        return;
-      }
-      RunExec::Call& call = run.call;
-      const Step& step = *call.step;
-      const bool agent = step.kind == StepKind::kRunAgentTask;
-      Result<std::shared_ptr<bedrock::BedrockClient>> client =
-          deps_.provider_clients->ForProvider(run.row.org_id, call.provider_id);
-      if (!client.ok()) {
-        json error = LocalError("provider_unusable", client.status().message(),
-                                "Fix the provider's credentials or region (Providers > Test Connection)");
-        OnCallResult(run_ptr, FailedPreconditionError(client.status().message()), error, false, "", Millis(0));
-        return;
-      }
-      bedrock::CallOptions options;
-      const int64_t timeout = step.options.timeout_ms > 0 ? step.options.timeout_ms
-                                                          : (agent ? kDefaultAgentTimeoutMs : kDefaultPromptTimeoutMs);
-      options.attempt_timeout = Millis(timeout);
-      options.overall_deadline = Millis(timeout);
-      options.max_attempts = 1;  // the step's retry policy decides
-      call.sent_at = deps_.clock->MonotonicNow();
-      ++outstanding_;
-      if (agent) {
-        bedrock::InvokeAgentRequest request;
-        request.agent_alias_arn = call.target;
-        request.session_id = call.session_id;
-        request.enable_trace = true;
-        request.options = options;
-        if (!call.rc_invocation_id.empty()) {
-          request.return_control_invocation_id = call.rc_invocation_id;
-          request.return_control_results = call.rc_results;
-        } else {
-          request.input_text = call.follow_up_text.empty() ? call.input_text : call.follow_up_text;
+  call.ticket = deps_.limiter->Acquire(
+      call.limit_key, call.estimated_tokens, [this, run_ptr, asked, admission](bool admitted) {
+        if (admitted && std::this_thread::get_id() == admission->caller && !admission->returned) {
+          admission->admitted_here = true;
+          return;
         }
-        call.handle = client.value()->InvokeAgent(
-            request, {}, [this, run_ptr](bedrock::BedrockResult<bedrock::AgentResult> result) {
-              Post(run_ptr, [this, run_ptr, result = std::move(result)](RunExec& run) {
-                RunExec::Call& call = run.call;
-                call.handle = bedrock::CallHandle();  // its state holds this closure: break the cycle
-                run.bedrock_us += MicrosSince(call.sent_at, *deps_.clock);
-                if (!result.ok()) {
-                  const bedrock::BedrockError& error = result.error();
-                  if (!error.aws.request_id.empty()) call.request_ids.push_back(error.aws.request_id);
-                  if (error.aws.code == "ThrottlingException") deps_.limiter->OnThrottled(call.limit_key);
-                  OnCallResult(run_ptr, error.status, BedrockErrorJson(error), error.retryable,
-                               ErrorClassOf(error), error.aws.retry_after.value_or(Millis(0)));
+        Post(run_ptr, [this, run_ptr, asked, admitted](RunExec& run) {
+          run.wait_us += MicrosSince(asked, *deps_.clock);
+          run.call.ticket = 0;
+          if (!admitted) {
+            Drop(run, "the engine is shutting down");
+            return;
+          }
+          Send(run_ptr);
+        });
+        --outstanding_;
+      });
+  admission->returned = true;
+  if (admission->admitted_here) {
+    --outstanding_;
+    call.ticket = 0;
+    Send(run_ptr);
+  }
+}
+
+void Executor::Send(const std::shared_ptr<RunExec>& run_ptr) {
+  RunExec& run = *run_ptr;
+  RunExec::Call& call = run.call;
+  const Step& step = *call.step;
+  const bool agent = step.kind == StepKind::kRunAgentTask;
+  Result<std::shared_ptr<bedrock::BedrockClient>> client =
+      deps_.provider_clients->ForProvider(run.row.org_id, call.provider_id);
+  if (!client.ok()) {
+    json error = LocalError("provider_unusable", client.status().message(),
+                            "Fix the provider's credentials or region (Providers > Test Connection)");
+    OnCallResult(run_ptr, FailedPreconditionError(client.status().message()), error, false, "", Millis(0));
+    return;
+  }
+  bedrock::CallOptions options;
+  const int64_t timeout = step.options.timeout_ms > 0 ? step.options.timeout_ms
+                                                      : (agent ? kDefaultAgentTimeoutMs : kDefaultPromptTimeoutMs);
+  options.attempt_timeout = Millis(timeout);
+  options.overall_deadline = Millis(timeout);
+  options.max_attempts = 1;  // the step's retry policy decides
+  call.sent_at = deps_.clock->MonotonicNow();
+  ++outstanding_;
+  if (agent) {
+    bedrock::InvokeAgentRequest request;
+    request.agent_alias_arn = call.target;
+    request.session_id = call.session_id;
+    request.enable_trace = true;
+    request.options = options;
+    if (!call.rc_invocation_id.empty()) {
+      request.return_control_invocation_id = call.rc_invocation_id;
+      request.return_control_results = call.rc_results;
+    } else {
+      request.input_text = call.follow_up_text.empty() ? call.input_text : call.follow_up_text;
+    }
+    call.handle = client.value()->InvokeAgent(
+        request, {}, [this, run_ptr](bedrock::BedrockResult<bedrock::AgentResult> result) {
+          Post(run_ptr, [this, run_ptr, result = std::move(result)](RunExec& run) {
+            RunExec::Call& call = run.call;
+            call.handle = bedrock::CallHandle();  // its state holds this closure: break the cycle
+            run.bedrock_us += MicrosSince(call.sent_at, *deps_.clock);
+            if (!result.ok()) {
+              const bedrock::BedrockError& error = result.error();
+              if (!error.aws.request_id.empty()) call.request_ids.push_back(error.aws.request_id);
+              if (error.aws.code == "ThrottlingException") deps_.limiter->OnThrottled(call.limit_key);
+              OnCallResult(run_ptr, error.status, BedrockErrorJson(error), error.retryable,
+                           ErrorClassOf(error), error.aws.retry_after.value_or(Millis(0)));
+              return;
+            }
+            const bedrock::AgentResult& answer = result.value();
+            call.request_ids.push_back(answer.request_id);
+            int64_t in = 0, out = 0;
+            AgentUsage(answer, &in, &out, &call.price_model);
+            call.input_tokens += in;
+            call.output_tokens += out;
+            const Step& step = *call.step;
+            if (answer.return_control) {
+              if (++call.control_rounds > kMaxReturnControlRounds) {
+                OnCallResult(run_ptr, FailedPreconditionError("return control loop"),
+                             LocalError("return_control_loop",
+                                        "the agent returned control more than " +
+                                            std::to_string(kMaxReturnControlRounds) + " times in step " + step.id,
+                                        "Check the agent's action group and the step's return_control replies"),
+                             false, "", Millis(0));
+                return;
+              }
+              call.rc_results.clear();
+              for (const bedrock::FunctionInvocation& invocation : answer.return_control->invocations) {
+                const std::string key = invocation.action_group + "/" + invocation.function;
+                auto reply = step.return_control.find(key);
+                if (reply == step.return_control.end()) {
+                  std::string params;
+                  for (const auto& p : invocation.parameters) params += (params.empty() ? "" : ", ") + p.name;
+                  OnCallResult(
+                      run_ptr, FailedPreconditionError("unanswered return control"),
+                      LocalError("agent_returned_control",
+                                 "the agent asked Quarry to run " + key + " (parameters: " +
+                                     (params.empty() ? "none" : params) + ") but step " + step.id +
+                                     " has no return_control reply for it",
+                                 "Add \"return_control\": {\"" + key +
+                                     "\": \"reply text\"} to the step, or give the action group a Lambda "
+                                     "function in Bedrock so the agent does not return control"),
+                      false, "", Millis(0));
                   return;
                 }
-                const bedrock::AgentResult& answer = result.value();
-                call.request_ids.push_back(answer.request_id);
-                int64_t in = 0, out = 0;
-                AgentUsage(answer, &in, &out, &call.price_model);
-                call.input_tokens += in;
-                call.output_tokens += out;
-                const Step& step = *call.step;
-                if (answer.return_control) {
-                  if (++call.control_rounds > kMaxReturnControlRounds) {
-                    OnCallResult(run_ptr, FailedPreconditionError("return control loop"),
-                                 LocalError("return_control_loop",
-                                            "the agent returned control more than " +
-                                                std::to_string(kMaxReturnControlRounds) + " times in step " + step.id,
-                                            "Check the agent's action group and the step's return_control replies"),
-                                 false, "", Millis(0));
-                    return;
-                  }
-                  call.rc_results.clear();
-                  for (const bedrock::FunctionInvocation& invocation : answer.return_control->invocations) {
-                    const std::string key = invocation.action_group + "/" + invocation.function;
-                    auto reply = step.return_control.find(key);
-                    if (reply == step.return_control.end()) {
-                      std::string params;
-                      for (const auto& p : invocation.parameters) params += (params.empty() ? "" : ", ") + p.name;
-                      OnCallResult(
-                          run_ptr, FailedPreconditionError("unanswered return control"),
-                          LocalError("agent_returned_control",
-                                     "the agent asked Quarry to run " + key + " (parameters: " +
-                                         (params.empty() ? "none" : params) + ") but step " + step.id +
-                                         " has no return_control reply for it",
-                                     "Add \"return_control\": {\"" + key +
-                                         "\": \"reply text\"} to the step, or give the action group a Lambda "
-                                         "function in Bedrock so the agent does not return control"),
-                          false, "", Millis(0));
-                      return;
-                    }
-                    Scope scope = run.scope;
-                    scope.control = json::object();
-                    for (const auto& p : invocation.parameters) scope.control[p.name] = p.value;
-                    Result<std::string> text = Render(reply->second, scope);
-                    call.rc_results.push_back(bedrock::ReturnControlResult{
-                        invocation.action_group, invocation.function, text.ok() ? text.value() : std::string(), ""});
-                  }
-                  call.rc_invocation_id = answer.return_control->invocation_id;
-                  call.follow_up_text.clear();
+                Scope scope = run.scope;
+                scope.control = json::object();
+                for (const auto& p : invocation.parameters) scope.control[p.name] = p.value;
+                Result<std::string> text = Render(reply->second, scope);
+                call.rc_results.push_back(bedrock::ReturnControlResult{
+                    invocation.action_group, invocation.function, text.ok() ? text.value() : std::string(), ""});
+              }
+              call.rc_invocation_id = answer.return_control->invocation_id;
+              call.follow_up_text.clear();
+              Invoke(run_ptr);
+              return;
+            }
+            call.rc_invocation_id.clear();
+            call.rc_results.clear();
+            json value{{"text", answer.completion}, {"session_id", answer.session_id}};
+            if (step.output.structured) {
+              Result<json> parsed = ParseStructuredAnswer(answer.completion, step.output.fields);
+              if (!parsed.ok()) {
+                if (!call.repair_used) {
+                  call.repair_used = true;
+                  call.follow_up_text = RepairInstructions(parsed.status().message(), step.output.fields);
                   Invoke(run_ptr);
                   return;
                 }
-                call.rc_invocation_id.clear();
-                call.rc_results.clear();
-                json value{{"text", answer.completion}, {"session_id", answer.session_id}};
-                if (step.output.structured) {
-                  Result<json> parsed = ParseStructuredAnswer(answer.completion, step.output.fields);
-                  if (!parsed.ok()) {
-                    if (!call.repair_used) {
-                      call.repair_used = true;
-                      call.follow_up_text = RepairInstructions(parsed.status().message(), step.output.fields);
-                      Invoke(run_ptr);
-                      return;
-                    }
-                    OnCallResult(run_ptr, parsed.status(),
-                                 LocalError("invalid_structured_output",
-                                            "the agent's answer did not match the declared fields, even after one "
-                                            "repair turn: " + parsed.status().message(),
-                                            "Make the task clearer about the fields, or relax them (defaults, "
-                                            "fewer enum values)"),
-                                 false, "", Millis(0));
-                    return;
-                  }
-                  value["outputs"] = parsed.value();
-                  value["repaired"] = call.repair_used;
-                }
-                OnCallResult(run_ptr, value, nullptr, false, "", Millis(0));
-              });
-              --outstanding_;
-            });
-      } else {
-        bedrock::ModelRequest request;
-        request.model_id = call.target;
-        request.system = call.system;
-        request.messages.push_back(bedrock::ChatMessage::User(call.input_text));
-        request.max_tokens = call.max_tokens;
-        request.temperature = call.temperature;
-        request.options = options;
-        if (step.output.structured) {
-          request.tools.push_back(bedrock::ToolSpec{"record_output", "Record the answer's fields.",
-                                                    OutputJsonSchema(step.output.fields)});
-          request.tool_choice = bedrock::ToolChoice{bedrock::ToolChoice::Kind::kTool, "record_output"};
-        }
-        call.handle = client.value()->InvokeModel(
-            request, [this, run_ptr](bedrock::BedrockResult<bedrock::ModelResult> result) {
-              Post(run_ptr, [this, run_ptr, result = std::move(result)](RunExec& run) {
-                RunExec::Call& call = run.call;
-                call.handle = bedrock::CallHandle();  // its state holds this closure: break the cycle
-                run.bedrock_us += MicrosSince(call.sent_at, *deps_.clock);
-                if (!result.ok()) {
-                  const bedrock::BedrockError& error = result.error();
-                  if (!error.aws.request_id.empty()) call.request_ids.push_back(error.aws.request_id);
-                  if (error.aws.code == "ThrottlingException") deps_.limiter->OnThrottled(call.limit_key);
-                  OnCallResult(run_ptr, error.status, BedrockErrorJson(error), error.retryable,
-                               ErrorClassOf(error), error.aws.retry_after.value_or(Millis(0)));
-                  return;
-                }
-                const bedrock::ModelResult& answer = result.value();
-                call.request_ids.push_back(answer.request_id);
-                call.input_tokens += answer.usage.input_tokens;
-                call.output_tokens += answer.usage.output_tokens;
-                const Step& step = *call.step;
-                json value{{"text", answer.text}, {"session_id", ""}};
-                if (step.output.structured) {
-                  const bedrock::ContentBlock* tool = answer.FirstToolUse();
-                  Result<json> parsed = tool != nullptr ? ValidateStructuredValues(tool->tool_input, step.output.fields)
-                                                        : ParseStructuredAnswer(answer.text, step.output.fields);
-                  if (!parsed.ok()) {
-                    OnCallResult(run_ptr, parsed.status(),
-                                 LocalError("invalid_structured_output",
-                                            "the model's answer did not match the declared fields: " +
-                                                parsed.status().message(),
-                                            "Make the prompt clearer about the fields, or relax them"),
-                                 false, "", Millis(0));
-                    return;
-                  }
-                  value["outputs"] = parsed.value();
-                }
-                OnCallResult(run_ptr, value, nullptr, false, "", Millis(0));
-              });
-              --outstanding_;
-            });
-      }
-    });
-    --outstanding_;
-  });
+                OnCallResult(run_ptr, parsed.status(),
+                             LocalError("invalid_structured_output",
+                                        "the agent's answer did not match the declared fields, even after one "
+                                        "repair turn: " + parsed.status().message(),
+                                        "Make the task clearer about the fields, or relax them (defaults, "
+                                        "fewer enum values)"),
+                             false, "", Millis(0));
+                return;
+              }
+              value["outputs"] = parsed.value();
+              value["repaired"] = call.repair_used;
+            }
+            OnCallResult(run_ptr, value, nullptr, false, "", Millis(0));
+          });
+          --outstanding_;
+        });
+  } else {
+    bedrock::ModelRequest request;
+    request.model_id = call.target;
+    request.system = call.system;
+    request.messages.push_back(bedrock::ChatMessage::User(call.input_text));
+    request.max_tokens = call.max_tokens;
+    request.temperature = call.temperature;
+    request.options = options;
+    if (step.output.structured) {
+      request.tools.push_back(bedrock::ToolSpec{"record_output", "Record the answer's fields.",
+                                                OutputJsonSchema(step.output.fields)});
+      request.tool_choice = bedrock::ToolChoice{bedrock::ToolChoice::Kind::kTool, "record_output"};
+    }
+    call.handle = client.value()->InvokeModel(
+        request, [this, run_ptr](bedrock::BedrockResult<bedrock::ModelResult> result) {
+          Post(run_ptr, [this, run_ptr, result = std::move(result)](RunExec& run) {
+            RunExec::Call& call = run.call;
+            call.handle = bedrock::CallHandle();  // its state holds this closure: break the cycle
+            run.bedrock_us += MicrosSince(call.sent_at, *deps_.clock);
+            if (!result.ok()) {
+              const bedrock::BedrockError& error = result.error();
+              if (!error.aws.request_id.empty()) call.request_ids.push_back(error.aws.request_id);
+              if (error.aws.code == "ThrottlingException") deps_.limiter->OnThrottled(call.limit_key);
+              OnCallResult(run_ptr, error.status, BedrockErrorJson(error), error.retryable,
+                           ErrorClassOf(error), error.aws.retry_after.value_or(Millis(0)));
+              return;
+            }
+            const bedrock::ModelResult& answer = result.value();
+            call.request_ids.push_back(answer.request_id);
+            call.input_tokens += answer.usage.input_tokens;
+            call.output_tokens += answer.usage.output_tokens;
+            const Step& step = *call.step;
+            json value{{"text", answer.text}, {"session_id", ""}};
+            if (step.output.structured) {
+              const bedrock::ContentBlock* tool = answer.FirstToolUse();
+              Result<json> parsed = tool != nullptr ? ValidateStructuredValues(tool->tool_input, step.output.fields)
+                                                    : ParseStructuredAnswer(answer.text, step.output.fields);
+              if (!parsed.ok()) {
+                OnCallResult(run_ptr, parsed.status(),
+                             LocalError("invalid_structured_output",
+                                        "the model's answer did not match the declared fields: " +
+                                            parsed.status().message(),
+                                        "Make the prompt clearer about the fields, or relax them"),
+                             false, "", Millis(0));
+                return;
+              }
+              value["outputs"] = parsed.value();
+            }
+            OnCallResult(run_ptr, value, nullptr, false, "", Millis(0));
+          });
+          --outstanding_;
+        });
+  }
 }
 
 void Executor::OnCallResult(const std::shared_ptr<RunExec>& run_ptr, Result<json> result, json error_json,

@@ -103,6 +103,8 @@ class Executor {
   void StartNotification(const std::shared_ptr<RunExec>& run, const Step& step);
   void StartCall(const std::shared_ptr<RunExec>& run, const Step& step);
   void Invoke(const std::shared_ptr<RunExec>& run);
+  // Sends the admitted call to Bedrock; its answer comes back through Post.
+  void Send(const std::shared_ptr<RunExec>& run);
   void OnCallResult(const std::shared_ptr<RunExec>& run, Result<nlohmann::json> result, nlohmann::json error_json,
                     bool retryable, const std::string& error_class, std::chrono::milliseconds retry_after);
   void CompleteCall(const std::shared_ptr<RunExec>& run, const Step& step, const nlohmann::json& result,

@@ -90,6 +90,7 @@ struct ProviderClients::Entry {
   struct Token {};
   std::string org_id;
   int64_t version = 0;
+  MonotonicTime checked_at{};  // when the provider's version was last read (guarded by mutex_)
   // Handed-out pointers share this token; the entry is idle when it holds
   // the only reference. Declared before `client` so the client (whose
   // destructor runs its calls' completions) goes first.
@@ -104,12 +105,14 @@ struct ProviderClients::Entry {
 
 ProviderClients::ProviderClients(std::shared_ptr<store::Database> db, std::shared_ptr<store::SecretStore> secrets,
                                  std::shared_ptr<const Clock> clock, std::string default_endpoint_url,
-                                 std::shared_ptr<MetricsRegistry> metrics)
+                                 std::shared_ptr<MetricsRegistry> metrics,
+                                 std::chrono::milliseconds recheck_interval)
     : db_(std::move(db)),
       secrets_(std::move(secrets)),
       clock_(clock ? std::move(clock) : std::shared_ptr<const Clock>(&SystemClock::Get(), [](const Clock*) {})),
       default_endpoint_url_(std::move(default_endpoint_url)),
-      metrics_(std::move(metrics)) {
+      metrics_(std::move(metrics)),
+      recheck_interval_(recheck_interval) {
   if (metrics_) DeclareBedrockMetrics(*metrics_);
   Result<std::unique_ptr<net::HttpClient>> http = net::HttpClient::Create();
   if (http.ok()) {
@@ -179,24 +182,38 @@ std::vector<std::shared_ptr<ProviderClients::Entry>> ProviderClients::TakeIdleRe
 
 Result<std::shared_ptr<bedrock::BedrockClient>> ProviderClients::ForProvider(const std::string& org_id,
                                                                              const std::string& provider_id) {
+  const MonotonicTime now = clock_->MonotonicNow();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = clients_.find(provider_id);
+    if (it != clients_.end() && it->second->org_id == org_id && now - it->second->checked_at < recheck_interval_) {
+      return it->second->Share();
+    }
+  }
+
+  // The provider's row first; its secrets (a decryption) only when a client
+  // must be built.
   domain::Provider provider;
-  domain::ProviderSecrets secrets;
   QUARRY_RETURN_IF_ERROR(db_->Read([&](store::Tx& tx) -> Status {
     QUARRY_ASSIGN_OR_RETURN(provider, domain::GetProvider(tx, org_id, provider_id));
-    QUARRY_ASSIGN_OR_RETURN(secrets, domain::LoadProviderSecrets(tx, *secrets_, provider));
     return Status::Ok();
   }));
-
   std::vector<std::shared_ptr<Entry>> to_destroy;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     to_destroy = TakeIdleRetiredLocked();
     auto it = clients_.find(provider_id);
     if (it != clients_.end() && it->second->version == provider.version && it->second->org_id == org_id) {
+      it->second->checked_at = now;
       return it->second->Share();
     }
   }
   to_destroy.clear();
+  domain::ProviderSecrets secrets;
+  QUARRY_RETURN_IF_ERROR(db_->Read([&](store::Tx& tx) -> Status {
+    QUARRY_ASSIGN_OR_RETURN(secrets, domain::LoadProviderSecrets(tx, *secrets_, provider));
+    return Status::Ok();
+  }));
 
   ProviderClientSpec spec{provider.id, provider.config, std::move(secrets)};
   Result<std::unique_ptr<bedrock::BedrockClient>> built = Build(spec);
@@ -208,6 +225,7 @@ Result<std::shared_ptr<bedrock::BedrockClient>> ProviderClients::ForProvider(con
   auto entry = std::make_shared<Entry>();
   entry->org_id = org_id;
   entry->version = provider.version;
+  entry->checked_at = now;
   entry->client = std::move(built).value();
 
   std::lock_guard<std::mutex> lock(mutex_);

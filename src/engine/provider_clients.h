@@ -10,6 +10,14 @@
 // Endpoint: the provider's own override when set, else the server's default
 // (ServerSettings::default_endpoint_url, the embedded emulator), else AWS.
 //
+// Freshness: a cached client is used without reading the database for
+// `recheck_interval` after its provider was last read (2 s by default);
+// after that the next call reads the provider's version again (and its
+// secrets only when the version changed). An update through this node's API
+// calls Invalidate, so it applies at once; another node's update applies
+// here within the interval. This keeps a database read and a secret
+// decryption out of every Bedrock call.
+//
 // Thread safety: thread-safe. Clients are shared_ptrs: a caller keeps its
 // client alive for the length of its call even if the provider changes.
 //
@@ -30,6 +38,7 @@
 // quarry_bedrock_call_duration_seconds{operation}, and
 // quarry_bedrock_tokens_total{direction="input"|"output",model}.
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -63,7 +72,8 @@ class ProviderClients {
  public:
   ProviderClients(std::shared_ptr<store::Database> db, std::shared_ptr<store::SecretStore> secrets,
                   std::shared_ptr<const Clock> clock, std::string default_endpoint_url,
-                  std::shared_ptr<MetricsRegistry> metrics);
+                  std::shared_ptr<MetricsRegistry> metrics,
+                  std::chrono::milliseconds recheck_interval = std::chrono::seconds(2));
   ~ProviderClients();
   ProviderClients(const ProviderClients&) = delete;
   ProviderClients& operator=(const ProviderClients&) = delete;
@@ -108,6 +118,7 @@ class ProviderClients {
   std::shared_ptr<const Clock> clock_;
   std::string default_endpoint_url_;
   std::shared_ptr<MetricsRegistry> metrics_;
+  std::chrono::milliseconds recheck_interval_;
   std::shared_ptr<net::HttpClient> http_;
   Status http_status_;
   void WorkLoop();

@@ -29,7 +29,9 @@ class ProviderClientsTest : public ::testing::Test {
     ASSERT_TRUE(keyring.ok());
     secrets_ = std::make_shared<store::SecretStore>(keyring.value());
     metrics_ = std::make_shared<MetricsRegistry>();
-    clients_ = std::make_unique<ProviderClients>(db_, secrets_, nullptr, sim_->base_url(), metrics_);
+    // Rechecked on every call, so a version change shows at once.
+    clients_ = std::make_unique<ProviderClients>(db_, secrets_, nullptr, sim_->base_url(), metrics_,
+                                                 std::chrono::milliseconds(0));
     actor_.org_id = "org_0000000000000000000a";
     actor_.user_id = "usr_0000000000000000000a";
     actor_.role = domain::Role::kAdmin;
@@ -52,15 +54,17 @@ class ProviderClientsTest : public ::testing::Test {
     return p;
   }
 
-  void Rename(const domain::Provider& p, const std::string& name) {
+  domain::Provider Rename(const domain::Provider& p, const std::string& name) {
     domain::ProviderDraft draft;
     draft.name = name;
     draft.config = p.config;
-    ASSERT_TRUE(db_->Write([&](store::Tx& tx) -> Status {
-                     return domain::UpdateProvider(tx, *secrets_, SystemClock::Get(), actor_, p, draft, std::nullopt,
-                                                   "req")
-                         .status();
+    domain::Provider after;
+    EXPECT_TRUE(db_->Write([&](store::Tx& tx) -> Status {
+                     QUARRY_ASSIGN_OR_RETURN(after, domain::UpdateProvider(tx, *secrets_, SystemClock::Get(), actor_,
+                                                                           p, draft, std::nullopt, "req"));
+                     return Status::Ok();
                    }).ok());
+    return after;
   }
 
   std::unique_ptr<sim::SimServer> sim_;
@@ -109,6 +113,37 @@ TEST_F(ProviderClientsTest, OneClientPerProviderVersionKeptAliveWhileHeld) {
   EXPECT_EQ(clients_->CachedClientCountForTest(), 0u);
 
   EXPECT_EQ(clients_->ForProvider("org_other00000000000000a", p.id).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(ProviderClientsTest, CachedClientIsTrustedUntilItsRecheckIntervalOrAnInvalidate) {
+  FakeClock clock;
+  auto clients = std::make_unique<ProviderClients>(db_, secrets_, std::shared_ptr<const Clock>(&clock, [](auto*) {}),
+                                                   sim_->base_url(), metrics_, std::chrono::seconds(2));
+  domain::Provider p = Create(DemoKeys());
+  auto first = clients->ForProvider(actor_.org_id, p.id);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+
+  // Changed behind this node's back (as another node would): the cached
+  // client serves until the interval has passed...
+  const domain::Provider renamed = Rename(p, "renamed elsewhere");
+  clock.Advance(std::chrono::milliseconds(1900));
+  auto cached = clients->ForProvider(actor_.org_id, p.id);
+  ASSERT_TRUE(cached.ok());
+  EXPECT_EQ(first->get(), cached->get());
+  // ...and another organization never gets it from the cache.
+  EXPECT_EQ(clients->ForProvider("org_other00000000000000a", p.id).status().code(), StatusCode::kNotFound);
+
+  clock.Advance(std::chrono::milliseconds(200));
+  auto rebuilt = clients->ForProvider(actor_.org_id, p.id);
+  ASSERT_TRUE(rebuilt.ok());
+  EXPECT_NE(first->get(), rebuilt->get());
+
+  // A local update invalidates at once.
+  Rename(renamed, "renamed here");
+  clients->Invalidate(p.id);
+  auto after_invalidate = clients->ForProvider(actor_.org_id, p.id);
+  ASSERT_TRUE(after_invalidate.ok());
+  EXPECT_NE(rebuilt->get(), after_invalidate->get());
 }
 
 TEST_F(ProviderClientsTest, AsyncCallsOutliveTheirHandlesAndRunDeferredWork) {
