@@ -815,7 +815,7 @@ Result<ApiResponse> GetRunRoute(Env& env, ApiRequest& request) {
 
 Result<ApiResponse> CancelRunRoute(Env& env, ApiRequest& request) {
   const std::string run_id = Param(request, "run_id");
-  Status cancelled = env.engine->CancelRun(request.who(), run_id);
+  Status cancelled = env.engine->CancelRun(request.who(), run_id, request.request_id);
   if (!cancelled.ok()) {
     ApiError error = Explain(cancelled, kRunNotFound);
     if (cancelled.code() == StatusCode::kFailedPrecondition) {

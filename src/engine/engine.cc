@@ -275,11 +275,12 @@ class Engine::Impl {
   }
 
   Status Audit(store::Tx& tx, const domain::Principal& actor, const std::string& action, const std::string& id,
-               json before, json after, const std::string& request_id) {
+               json before, json after, const std::string& request_id,
+               const std::string& target_type = "automation") {
     domain::AuditEntry entry;
     entry.org_id = actor.org_id;
     entry.action = action;
-    entry.target_type = "automation";
+    entry.target_type = target_type;
     entry.target_id = id;
     entry.before = std::move(before);
     entry.after = std::move(after);
@@ -544,9 +545,14 @@ Result<RunRow> Engine::Invoke(const domain::Principal& actor, const std::string&
   return impl_->WaitForRun(actor.org_id, run_id, wait);
 }
 
-Status Engine::CancelRun(const domain::Principal& actor, const std::string& run_id) {
-  return impl_->deps_.db->Write(
-      [&](store::Tx& tx) -> Status { return impl_->store_.CancelRun(tx, actor.org_id, run_id); });
+Status Engine::CancelRun(const domain::Principal& actor, const std::string& run_id,
+                         const std::string& request_id) {
+  QUARRY_RETURN_IF_ERROR(RequireBuilder(actor, "cancel runs"));
+  return impl_->deps_.db->Write([&](store::Tx& tx) -> Status {
+    QUARRY_RETURN_IF_ERROR(impl_->store_.CancelRun(tx, actor.org_id, run_id));
+    return impl_->Audit(tx, actor, "run.cancel", run_id, nullptr, json{{"status", "cancelled"}}, request_id,
+                        "run");
+  });
 }
 
 Result<ReviewRow> Engine::DecideReview(const domain::Principal& actor, const std::string& review_id,

@@ -132,7 +132,10 @@ class Engine {
                         const nlohmann::json& inputs, const std::string& record_ref,
                         const std::string& idempotency_key, std::chrono::milliseconds wait,
                         domain::FieldErrors* errors);
-  Status CancelRun(const domain::Principal& actor, const std::string& run_id);
+  // Cancels a queued run or one waiting for review (its open review is
+  // rejected); builders and admins only, audited. FailedPrecondition for a
+  // running or finished run.
+  Status CancelRun(const domain::Principal& actor, const std::string& run_id, const std::string& request_id);
   // A decision on a pending review: "approved" (the proposed values),
   // "edited" (the proposed values replaced by `values`), "rejected" (the run
   // ends as cancelled... with the comment). The run continues on some node.

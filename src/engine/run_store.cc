@@ -562,6 +562,10 @@ void FillRates(RunStats* stats, int64_t finished, std::vector<int64_t> latencies
 std::vector<store::Migration> EngineMigrations() {
   return {
       {400, "create automations, runs, run steps, reviews, alerts", kCreateEngineTables, ""},
+      // A record's run history (GET /runs?record_id=...) without scanning the
+      // organization's runs.
+      {401, "index runs by record",
+       "CREATE INDEX IF NOT EXISTS runs_record ON runs (org_id, record_id, created_at, id)", ""},
   };
 }
 

@@ -517,6 +517,34 @@ TEST_F(AutomationApiTest, ReviewsAreApprovedEditedOrRejectedByMembers) {
   EXPECT_FALSE(rejected.contains("note") && !rejected["note"].is_null());
 }
 
+TEST_F(AutomationApiTest, BuildersCancelWaitingRunsAndTheirReviewsClose) {
+  const std::string id = CreateAndPublish(Definition(
+      {{"type", "record_created"}},
+      {{{"id", "check"}, {"type", "escalate_review"}, {"reason", "Confirm"}, {"proposed", {{"note", "x"}}}},
+       {{"id", "apply"}, {"type", "update_record"}, {"values", {{"note", "{steps.check.note}"}}}}},
+      "Cancellable"));
+  const json ticket = NewTicket({{"title", "to cancel"}});
+  const std::vector<json> waiting = WaitRuns(id, 1, {"waiting_review"});
+  ASSERT_EQ(waiting.size(), 1u);
+  const std::string run_id = waiting[0]["id"];
+  const std::string cancel = "/api/v1/runs/" + run_id + "/cancel";
+
+  ExpectError(f().Call("POST", cancel, f().member_token, json::object()), 403, "permission_denied");
+  ApiReply r = f().Call("POST", cancel, f().builder_token, json::object());
+  ASSERT_EQ(r.status, 200) << r.Describe();
+  EXPECT_EQ(r.json["status"], "cancelled");
+  // The open review is closed as rejected; the record is untouched.
+  r = f().Call("GET", "/api/v1/reviews?status=pending", f().member_token);
+  ASSERT_EQ(r.status, 200) << r.Describe();
+  for (const json& review : r.json["items"]) EXPECT_NE(review["run_id"], run_id);
+  const json values = Record(ticket["id"]);
+  EXPECT_FALSE(values.contains("note") && !values["note"].is_null());
+  // A finished run cannot be cancelled again; an unknown one is not found.
+  ExpectError(f().Call("POST", cancel, f().builder_token, json::object()), 409, "failed_precondition");
+  ExpectError(f().Call("POST", "/api/v1/runs/run_nope/cancel", f().builder_token, json::object()), 404,
+              "not_found");
+}
+
 TEST_F(AutomationApiTest, RunEventsStreamTheRunUntilItFinishes) {
   json definition = Definition({{"type", "on_demand"}}, {TriageStep(false)}, "Streamed");
   definition["steps"][0]["task"] = "Triage this IT request: the Wi-Fi network is down";
