@@ -14,8 +14,10 @@
 //       route: High priority -> escalate to review; Standard -> review queue;
 //       FAQ -> auto-respond with the suggestion.
 //   it-ticket-triage  ticket created -> agent categorises, prioritises and
-//       suggests a resolution (structured) -> update the ticket -> if
-//       priority is Critical/High, notify; low confidence -> review.
+//       suggests a resolution (structured) -> update the ticket -> route:
+//       Critical/High -> escalated; low confidence -> review; Low how-to
+//       questions -> auto-resolved; otherwise queued. (No notification step,
+//       so it needs no webhook; add a send_notification step to page someone.)
 //   customer-communication  inquiry created -> agent drafts a personalised
 //       reply -> human review (approve/edit/reject) -> send (notification).
 //
