@@ -473,11 +473,14 @@ std::optional<domain::FieldError> ParseTurn(const json& body, TurnInput* out) {
     for (size_t i = 0; i < rc["results"].size(); ++i) {
       const json& r = rc["results"][i];
       const std::string where = "return_control.results[" + std::to_string(i) + "]";
-      if (auto e = domain::CheckKnownMembers(r, where, {"action_group", "function", "response_body", "response_state"})) {
+      if (auto e = domain::CheckKnownMembers(r, where,
+                                             {"action_group", "function", "api_path", "http_method",
+                                              "http_status_code", "response_body", "response_state"})) {
         return e;
       }
       bedrock::ReturnControlResult result;
       for (auto [key, slot] : {std::pair{"action_group", &result.action_group}, std::pair{"function", &result.function},
+                               std::pair{"api_path", &result.api_path}, std::pair{"http_method", &result.http_method},
                                std::pair{"response_body", &result.response_body},
                                std::pair{"response_state", &result.response_state}}) {
         auto v = r.find(key);
@@ -485,8 +488,25 @@ std::optional<domain::FieldError> ParseTurn(const json& body, TurnInput* out) {
         if (!v->is_string()) return err(where + "." + key, where + "." + key + " must be a string");
         *slot = v->get<std::string>();
       }
-      if (result.action_group.empty() || result.function.empty()) {
-        return err(where, where + " needs action_group and function", "Copy them from the return_control event.");
+      // A function's result names its function; an API operation's result
+      // its api_path and http_method (as in the return_control event).
+      const bool api = !result.api_path.empty() || !result.http_method.empty();
+      if (result.action_group.empty() || (api ? result.api_path.empty() || result.http_method.empty()
+                                              : result.function.empty())) {
+        return err(where, where + " needs action_group and function, or action_group, api_path and http_method",
+                   "Copy them from the invocation of the return_control event you answer.");
+      }
+      if (api) {
+        result.content_type = "application/json";
+        result.http_status_code = 200;
+        if (auto v = r.find("http_status_code"); v != r.end() && !v->is_null()) {
+          if (!v->is_number_integer() || v->get<int64_t>() < 100 || v->get<int64_t>() > 599) {
+            return err(where + ".http_status_code", where + ".http_status_code must be an HTTP status (100-599)");
+          }
+          result.http_status_code = v->get<int>();
+        }
+      } else if (r.contains("http_status_code")) {
+        return err(where + ".http_status_code", where + ".http_status_code applies only to API operations");
       }
       if (!result.response_state.empty() && result.response_state != "FAILURE" && result.response_state != "REPROMPT") {
         return err(where + ".response_state", "response_state must be FAILURE or REPROMPT (or absent)");
@@ -517,6 +537,21 @@ json ReturnControlJson(const bedrock::ReturnControl& rc) {
     json params = json::array();
     for (const auto& p : f.parameters) params.push_back({{"name", p.name}, {"type", p.type}, {"value", p.value}});
     invocations.push_back({{"action_group", f.action_group}, {"function", f.function}, {"parameters", params}});
+  }
+  for (const bedrock::ApiInvocation& a : rc.api_invocations) {
+    json params = json::array();
+    for (const auto& p : a.parameters) params.push_back({{"name", p.name}, {"type", p.type}, {"value", p.value}});
+    json body = json::object();
+    for (const auto& [media_type, properties] : a.request_body) {
+      json props = json::array();
+      for (const auto& p : properties) props.push_back({{"name", p.name}, {"type", p.type}, {"value", p.value}});
+      body[media_type] = props;
+    }
+    invocations.push_back({{"action_group", a.action_group},
+                           {"api_path", a.api_path},
+                           {"http_method", a.http_method},
+                           {"parameters", params},
+                           {"request_body", body}});
   }
   return {{"invocation_id", rc.invocation_id}, {"invocations", invocations}};
 }

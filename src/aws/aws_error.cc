@@ -1,5 +1,6 @@
 #include "aws/aws_error.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 
@@ -147,6 +148,162 @@ std::string BodyCode(const nlohmann::json& body) {
 
 std::string HttpCode(int http_status) { return "HTTP " + std::to_string(http_status); }
 
+// The body without leading whitespace and a UTF-8 byte order mark.
+std::string_view SkipLeadingSpace(std::string_view body) {
+  if (body.starts_with("\xEF\xBB\xBF")) body.remove_prefix(3);
+  while (!body.empty() && (body.front() == ' ' || body.front() == '\t' || body.front() == '\r' ||
+                           body.front() == '\n')) {
+    body.remove_prefix(1);
+  }
+  return body;
+}
+
+bool StartsWithIgnoreCase(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() && EqualsIgnoreAsciiCase(text.substr(0, prefix.size()), prefix);
+}
+
+// An HTML page (a proxy's or load balancer's error page, a captive portal):
+// by Content-Type, or by how the document starts.
+bool LooksLikeHtml(std::string_view content_type, std::string_view body) {
+  if (StartsWithIgnoreCase(TrimAsciiWhitespace(content_type), "text/html")) return true;
+  const std::string_view start = SkipLeadingSpace(body);
+  for (std::string_view tag : {"<!doctype html", "<html", "<head", "<body", "<title", "<center", "<h1"}) {
+    if (StartsWithIgnoreCase(start, tag)) return true;
+  }
+  return false;
+}
+
+// A printable, single-line rendering of a header value we echo in a message.
+std::string CleanHeaderValue(std::string_view value) {
+  std::string out;
+  for (char c : TrimAsciiWhitespace(value)) {
+    if (out.size() >= 100) {
+      out += "...";
+      break;
+    }
+    const unsigned char u = static_cast<unsigned char>(c);
+    out.push_back(u >= 0x20 && u < 0x7f ? c : '?');
+  }
+  return out;
+}
+
+// Like Preview, but runs of whitespace (an HTML page's indentation) become
+// one space, so the 200 characters show text rather than blanks.
+std::string CompactPreview(std::string_view body) {
+  std::string flat;
+  flat.reserve(std::min(body.size(), kBodyPreviewLength * 4));
+  bool space = false;
+  for (char c : SkipLeadingSpace(body)) {
+    if (flat.size() > kBodyPreviewLength) break;
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) {
+      space = true;
+      continue;
+    }
+    if (space && !flat.empty()) flat.push_back(' ');
+    space = false;
+    flat.push_back(c);
+  }
+  std::string out = Preview(flat);
+  if (flat.size() > kBodyPreviewLength && !out.ends_with("...")) out += "...";
+  return out;
+}
+
+// What the service is called in a message.
+std::string ServiceLabel(std::string_view service) {
+  if (service == "sts") return "AWS STS";
+  if (service.starts_with("bedrock")) return "Amazon Bedrock (" + std::string(service) + ")";
+  if (service.empty()) return "the AWS service";
+  return "the AWS service " + std::string(service);
+}
+
+// The message for a body that is no AWS error document: what came back, and
+// that something other than the service answered.
+std::string ForeignBodyMessage(std::string_view service, int http_status, const HeaderList& headers,
+                               std::string_view body) {
+  const std::optional<std::string_view> content_type = FindHeader(headers, "Content-Type");
+  const bool html = LooksLikeHtml(content_type.value_or(""), body);
+  std::string out = "HTTP " + std::to_string(http_status) + " with ";
+  out += content_type ? "Content-Type " + CleanHeaderValue(*content_type) : std::string("no Content-Type");
+  out += html ? " (an HTML page)" : "";
+  out += " and a body that is not an AWS error response";
+  if (html) {
+    if (auto title = internal::FindXmlElementText(body.substr(0, kMaxParsedBody), "title")) {
+      const std::string t = CompactPreview(*title);
+      if (!t.empty()) out += ", titled \"" + t + "\"";
+    }
+  }
+  out += ": \"" + CompactPreview(body) + "\". This reply did not come from " + ServiceLabel(service) +
+         " but from something in between (an HTTP proxy, a load balancer, a VPC endpoint or a firewall) or from "
+         "another server: check the endpoint URL and the proxy settings (HTTPS_PROXY, NO_PROXY).";
+  return out;
+}
+
+// The parts of an AWS XML error document, any of its shapes:
+//   <ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/></ErrorResponse>   (query: STS, ...)
+//   <Error><Code/><Message/><RequestId/></Error>                                          (REST-XML: S3, ...)
+//   <Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>    (EC2)
+struct XmlErrorDocument {
+  std::string code;  // raw (not yet sanitised)
+  std::optional<std::string> message;
+  std::optional<std::string> type;
+  std::optional<std::string> request_id;
+};
+
+// The first <Error> element (not <Errors>, not <ErrorResponse>) with a
+// <Code>; nullopt when there is none or the body is not XML.
+std::optional<XmlErrorDocument> ParseXmlErrorDocument(std::string_view body) {
+  const std::string_view xml = SkipLeadingSpace(body.substr(0, kMaxParsedBody));
+  if (!xml.starts_with("<")) return std::nullopt;
+  size_t pos = 0;
+  while ((pos = xml.find("<Error", pos)) != std::string_view::npos) {
+    const size_t after = pos + 6;
+    if (after >= xml.size()) return std::nullopt;
+    const char next = xml[after];
+    if (next != '>' && next != ' ' && next != '\t' && next != '\r' && next != '\n') {
+      pos = after;  // <Errors>, <ErrorResponse>
+      continue;
+    }
+    const size_t end = xml.find("</Error>", after);
+    // Look for Code/Message/Type inside <Error> only, so that a stray element
+    // elsewhere cannot be taken for them.
+    const std::string_view scope =
+        xml.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos + 8);
+    std::optional<std::string> code = internal::FindXmlElementText(scope, "Code");
+    if (!code || SanitizeErrorCode(*code).empty()) {
+      pos = after;
+      continue;
+    }
+    XmlErrorDocument doc;
+    doc.code = std::move(*code);
+    doc.message = internal::FindXmlElementText(scope, "Message");
+    doc.type = internal::FindXmlElementText(scope, "Type");
+    doc.request_id = internal::FindXmlElementText(xml, "RequestId");
+    if (!doc.request_id) doc.request_id = internal::FindXmlElementText(xml, "RequestID");
+    return doc;
+  }
+  return std::nullopt;
+}
+
+void ReadRequestIdHeader(const HeaderList& headers, AwsError* error) {
+  if (auto id = FindHeader(headers, "x-amzn-RequestId")) {
+    error->request_id = CleanRequestId(*id);
+  } else if (auto alt = FindHeader(headers, "x-amz-request-id")) {
+    error->request_id = CleanRequestId(*alt);
+  }
+}
+
+// Fills code (when not set yet), message, fault and request id from an XML
+// error document.
+void ReadXmlErrorDocument(const XmlErrorDocument& doc, AwsError* error) {
+  if (error->code.empty()) error->code = SanitizeErrorCode(doc.code);
+  if (doc.message) error->message = Bounded(*doc.message, kMaxMessageLength);
+  if (doc.type) error->fault = SanitizeErrorCode(*doc.type);
+  if (doc.request_id && !CleanRequestId(*doc.request_id).empty()) {
+    error->request_id = CleanRequestId(*doc.request_id);
+  }
+}
+
 }  // namespace
 
 std::optional<std::string_view> FindHeader(const HeaderList& headers, std::string_view name) {
@@ -271,15 +428,13 @@ AwsError ParseRestJsonError(std::string_view service, int http_status, const Hea
   AwsError error;
   error.http_status = http_status;
   error.service = std::string(service);
-  if (auto id = FindHeader(headers, "x-amzn-RequestId")) {
-    error.request_id = CleanRequestId(*id);
-  } else if (auto alt = FindHeader(headers, "x-amz-request-id")) {
-    error.request_id = CleanRequestId(*alt);
-  }
+  ReadRequestIdHeader(headers, &error);
   error.retry_after = ParseRetryAfter(headers);
   if (auto header_code = FindHeader(headers, "x-amzn-ErrorType")) {
     error.code = SanitizeErrorCode(*header_code);
   }
+  // With x-amzn-ErrorType the service itself answered, whatever the body.
+  const bool from_service = !error.code.empty();
 
   nlohmann::json parsed;
   if (body.size() <= kMaxParsedBody) {
@@ -288,8 +443,19 @@ AwsError ParseRestJsonError(std::string_view service, int http_status, const Hea
   if (parsed.is_object()) {
     if (error.code.empty()) error.code = SanitizeErrorCode(BodyCode(parsed));
     ReadJsonBody(parsed, &error);
+  } else if (std::optional<XmlErrorDocument> xml;
+             !LooksLikeHtml(FindHeader(headers, "Content-Type").value_or(""), body) &&
+             (xml = ParseXmlErrorDocument(body))) {
+    // An AWS XML error (a VPC endpoint, a gateway or an S3-style front end
+    // answered in the query / REST-XML shape): as good as the JSON one.
+    ReadXmlErrorDocument(*xml, &error);
   } else if (!body.empty()) {
-    error.message = "response body is not JSON: " + Preview(body);
+    if (from_service) {
+      error.message = "response body is not JSON: " + Preview(body);
+    } else {
+      error.message = ForeignBodyMessage(service, http_status, headers, body);
+      error.not_from_service = true;
+    }
   }
   if (error.code.empty()) {
     error.code = HttpCode(http_status);
@@ -300,36 +466,25 @@ AwsError ParseRestJsonError(std::string_view service, int http_status, const Hea
 }
 
 AwsError ParseStsXmlError(int http_status, const HeaderList& headers, std::string_view body) {
+  // STS also speaks JSON (the awsQueryCompatible JSON protocol); a JSON body
+  // is read as such.
+  if (SkipLeadingSpace(body).starts_with("{")) {
+    AwsError json_error = ParseRestJsonError("sts", http_status, headers, body);
+    if (!json_error.code.starts_with("HTTP ")) return json_error;
+  }
   AwsError error;
   error.http_status = http_status;
   error.service = "sts";
   error.retry_after = ParseRetryAfter(headers);
-  const std::string_view xml = body.substr(0, kMaxParsedBody);
-  // Look for Code/Message/Type inside <Error> when there is one, so that a
-  // stray element elsewhere cannot be taken for them.
-  std::string_view scope = xml;
-  if (const size_t start = xml.find("<Error>"); start != std::string_view::npos) {
-    const size_t end = xml.find("</Error>", start);
-    scope = xml.substr(start, end == std::string_view::npos ? std::string_view::npos
-                                                            : end - start + 8);
+  if (!LooksLikeHtml(FindHeader(headers, "Content-Type").value_or(""), body)) {
+    if (std::optional<XmlErrorDocument> xml = ParseXmlErrorDocument(body)) ReadXmlErrorDocument(*xml, &error);
   }
-  if (auto code = internal::FindXmlElementText(scope, "Code")) error.code = SanitizeErrorCode(*code);
-  if (auto message = internal::FindXmlElementText(scope, "Message")) {
-    error.message = Bounded(*message, kMaxMessageLength);
-  }
-  if (auto fault = internal::FindXmlElementText(scope, "Type")) {
-    error.fault = SanitizeErrorCode(*fault);
-  }
-  if (auto id = internal::FindXmlElementText(xml, "RequestId")) {
-    error.request_id = CleanRequestId(*id);
-  } else if (auto header_id = FindHeader(headers, "x-amzn-RequestId")) {
-    error.request_id = CleanRequestId(*header_id);
-  }
+  if (error.request_id.empty()) ReadRequestIdHeader(headers, &error);
   if (error.code.empty()) {
     error.code = HttpCode(http_status);
     if (error.message.empty()) {
-      error.message = body.empty() ? "empty response body"
-                                   : "response body is not an STS error document: " + Preview(body);
+      error.message = body.empty() ? "empty response body" : ForeignBodyMessage("sts", http_status, headers, body);
+      error.not_from_service = !body.empty();
     }
   }
   error.retry_class = ClassifyError("sts", error.code, http_status);

@@ -13,6 +13,19 @@
 //  - STS (awsQuery): an XML body
 //      <ErrorResponse><Error><Type>Sender</Type><Code>..</Code>
 //      <Message>..</Message></Error><RequestId>..</RequestId></ErrorResponse>
+//  - Fallbacks, because what answers is not always the service: a VPC
+//    endpoint, gateway or proxy in front of it may send an AWS XML error in
+//    any of its shapes (<ErrorResponse><Error>.., a bare <Error><Code>..
+//    </Error> as REST-XML services send, EC2's <Response><Errors><Error>..),
+//    which every parser reads like its own protocol's error; STS's parser
+//    reads a JSON error body too. A body that is neither (an HTML error page,
+//    plain text) gives code "HTTP <status>" and a message saying what came
+//    back (status, Content-Type, an HTML page's title, the first 200
+//    characters with whitespace collapsed and non-printable bytes replaced)
+//    and that something other than the service answered, so the endpoint URL
+//    and proxy settings are what to check. A rest-json response carrying
+//    x-amzn-ErrorType did come from the service; its non-JSON body is only
+//    previewed.
 //  - event streams: an exception message carries `:exception-type` (the
 //    member name, lower camel case in the Bedrock models, e.g.
 //    "throttlingException") and a JSON payload; callers pass the two strings.
@@ -67,6 +80,9 @@ struct AwsError {
   std::string fault;      // STS <Type>: "Sender" or "Receiver"
   bool in_stream = false; // raised as an event-stream exception
   bool timeout = false;   // no response because the attempt timed out
+  // The body was no AWS error document (an HTML page, plain text): a proxy,
+  // load balancer or another server answered, not the service.
+  bool not_from_service = false;
   RetryClass retry_class = RetryClass::kNotRetryable;
   // `x-amz-retry-after` in milliseconds, when present and valid.
   std::optional<std::chrono::milliseconds> retry_after;
@@ -99,12 +115,15 @@ RetryClass ClassifyError(std::string_view service, std::string_view code, int ht
 // True for codes that mean the request was throttled (§9 list), any case.
 bool IsThrottlingCode(std::string_view code);
 
-// Parses a rest-json error response. `service` is the endpoint prefix used for
-// classification ("bedrock-runtime", "bedrock-agent-runtime", ...).
+// Parses a rest-json error response (falling back to an AWS XML error
+// document, then to the "not from the service" message above). `service` is
+// the endpoint prefix used for classification and messages
+// ("bedrock-runtime", "bedrock-agent-runtime", ...).
 AwsError ParseRestJsonError(std::string_view service, int http_status, const HeaderList& headers,
                             std::string_view body);
 
-// Parses an STS (query protocol) XML error response.
+// Parses an STS (query protocol) XML error response (or a JSON one; other
+// bodies as above).
 AwsError ParseStsXmlError(int http_status, const HeaderList& headers, std::string_view body);
 
 // An exception delivered inside an event stream: `exception_type` is the

@@ -70,12 +70,100 @@ TEST(RestJsonErrorTest, ToleratesEmptyAndNonJsonBodies) {
   const std::string html = "<html><body>502 Bad Gateway</body>\n</html>" + std::string(5000, 'x');
   const AwsError proxy = ParseRestJsonError("bedrock-runtime", 502, {}, html);
   EXPECT_EQ(proxy.code, "HTTP 502");
-  EXPECT_THAT(proxy.message, HasSubstr("response body is not JSON: <html><body>502 Bad Gateway</body> </html>"));
-  EXPECT_LT(proxy.message.size(), 300u);
+  EXPECT_THAT(proxy.message, HasSubstr("\"<html><body>502 Bad Gateway</body> </html>xxx"));
+  EXPECT_LT(proxy.message.size(), 700u);
+
+  // With x-amzn-ErrorType the service answered: the body is only previewed.
+  const AwsError own = ParseRestJsonError("bedrock", 500, {{"x-amzn-ErrorType", "InternalServerException"}}, "oops");
+  EXPECT_EQ(own.message, "response body is not JSON: oops");
+  EXPECT_FALSE(own.not_from_service);
 
   const AwsError array = ParseRestJsonError("bedrock", 500, {{"x-amzn-ErrorType", "InternalServerException"}}, "[1,2]");
   EXPECT_EQ(array.code, "InternalServerException");
   EXPECT_EQ(array.ToStatus().code(), StatusCode::kUnavailable);
+}
+
+TEST(RestJsonErrorTest, ReadsAnXmlErrorResponseFromAnythingInFront) {
+  // A query-protocol error document (what a VPC endpoint or gateway may send).
+  const AwsError query = ParseRestJsonError(
+      "bedrock-runtime", 403, {{"Content-Type", "text/xml"}},
+      "<?xml version=\"1.0\"?>\n<ErrorResponse xmlns=\"https://example.com/doc/\">\n  <Error>\n"
+      "    <Type>Sender</Type>\n    <Code>AccessDenied</Code>\n    <Message>Denied by the VPC endpoint policy &amp; "
+      "more</Message>\n  </Error>\n  <RequestId>0d3f-42</RequestId>\n</ErrorResponse>");
+  EXPECT_EQ(query.code, "AccessDenied");
+  EXPECT_EQ(query.message, "Denied by the VPC endpoint policy & more");
+  EXPECT_EQ(query.fault, "Sender");
+  EXPECT_EQ(query.request_id, "0d3f-42");
+  EXPECT_EQ(query.retry_class, RetryClass::kNotRetryable);
+  EXPECT_EQ(query.ToStatus().code(), StatusCode::kPermissionDenied);
+  EXPECT_FALSE(query.not_from_service);
+
+  // A bare <Error> (REST-XML, S3 style), with the request id inside it.
+  const AwsError bare = ParseRestJsonError(
+      "bedrock-agent-runtime", 503, {{"x-amzn-RequestId", "from-header"}},
+      "<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message><RequestId>in-body</RequestId></Error>");
+  EXPECT_EQ(bare.code, "SlowDown");
+  EXPECT_EQ(bare.message, "Reduce your request rate.");
+  EXPECT_EQ(bare.request_id, "in-body");
+  EXPECT_EQ(bare.retry_class, RetryClass::kThrottling);
+
+  // EC2's shape: <Response><Errors><Error>, RequestID with a capital D.
+  const AwsError ec2 = ParseRestJsonError(
+      "bedrock", 400, {},
+      "<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>not allowed</Message></Error></Errors>"
+      "<RequestID>ec2-req</RequestID></Response>");
+  EXPECT_EQ(ec2.code, "UnauthorizedOperation");
+  EXPECT_EQ(ec2.message, "not allowed");
+  EXPECT_EQ(ec2.request_id, "ec2-req");
+
+  // x-amzn-ErrorType still wins for the code.
+  EXPECT_EQ(ParseRestJsonError("bedrock", 400, {{"x-amzn-ErrorType", "ValidationException"}},
+                               "<Error><Code>Other</Code><Message>m</Message></Error>")
+                .code,
+            "ValidationException");
+
+  // XML without a usable <Code> is not an error document.
+  const AwsError no_code = ParseRestJsonError("bedrock", 500, {}, "<Error><Message>only</Message></Error>");
+  EXPECT_EQ(no_code.code, "HTTP 500");
+  EXPECT_THAT(no_code.message, HasSubstr("not an AWS error response"));
+}
+
+TEST(RestJsonErrorTest, AnHtmlOrTextBodySaysWhatCameBackAndThatBedrockDidNotSendIt) {
+  const std::string page =
+      "<!DOCTYPE html>\n<html>\n  <head>\n    <title>502 Bad Gateway</title>\n  </head>\n  <body>\n"
+      "    <h1>Bad Gateway</h1>\n    <p>The proxy server received an invalid response.\x01</p>\n" +
+      std::string(10'000, 'z') + "</body></html>";
+  const AwsError html =
+      ParseRestJsonError("bedrock-runtime", 502, {{"Content-Type", "text/html; charset=iso-8859-1"}}, page);
+  EXPECT_EQ(html.code, "HTTP 502");
+  EXPECT_EQ(html.retry_class, RetryClass::kTransient);
+  EXPECT_THAT(html.message, HasSubstr("HTTP 502 with Content-Type text/html; charset=iso-8859-1 (an HTML page)"));
+  EXPECT_THAT(html.message, HasSubstr("titled \"502 Bad Gateway\""));
+  // Whitespace collapsed, control bytes replaced, cut after ~200 characters.
+  EXPECT_THAT(html.message, HasSubstr("\"<!DOCTYPE html> <html> <head> <title>502 Bad Gateway</title> </head>"));
+  EXPECT_THAT(html.message, HasSubstr("invalid response. </p>"));
+  EXPECT_THAT(html.message, HasSubstr("zzz...\""));
+  EXPECT_THAT(html.message, HasSubstr("did not come from Amazon Bedrock (bedrock-runtime)"));
+  EXPECT_THAT(html.message, HasSubstr("check the endpoint URL and the proxy settings"));
+  EXPECT_LT(html.message.size(), 800u);
+  EXPECT_TRUE(html.not_from_service);
+
+  // An HTML page is never read as an XML error even if it has <Error> in it.
+  const AwsError page_with_error = ParseRestJsonError(
+      "bedrock", 403, {}, "<html><body><Error><Code>AccessDenied</Code></Error></body></html>");
+  EXPECT_EQ(page_with_error.code, "HTTP 403");
+  EXPECT_EQ(page_with_error.ToStatus().code(), StatusCode::kPermissionDenied);
+
+  const AwsError text = ParseRestJsonError("bedrock-agent-runtime", 407, {}, "Proxy Authentication Required\r\n");
+  EXPECT_EQ(text.code, "HTTP 407");
+  EXPECT_THAT(text.message, HasSubstr("HTTP 407 with no Content-Type and a body that is not an AWS error response: "
+                                      "\"Proxy Authentication Required\""));
+  EXPECT_THAT(text.message, HasSubstr("HTTPS_PROXY"));
+
+  // Header values echoed in the message are printable and bounded.
+  const AwsError odd = ParseRestJsonError("bedrock", 500, {{"Content-Type", "text/\x01" + std::string(500, 'p')}}, "x");
+  EXPECT_THAT(odd.message, HasSubstr("Content-Type text/?ppp"));
+  EXPECT_LT(odd.message.size(), 700u);
 }
 
 TEST(RestJsonErrorTest, BoundsTheMessage) {
@@ -200,6 +288,25 @@ TEST(StsXmlErrorTest, ToleratesJunkAndThrottling) {
   EXPECT_EQ(ParseStsXmlError(400, {}, "").message, "empty response body");
 }
 
+TEST(StsXmlErrorTest, ReadsJsonErrorsAndExplainsForeignBodies) {
+  const AwsError json = ParseStsXmlError(400, {{"x-amzn-RequestId", "j-1"}},
+                                         R"({"__type":"com.amazon#ExpiredTokenException","message":"expired"})");
+  EXPECT_EQ(json.code, "ExpiredTokenException");
+  EXPECT_EQ(json.message, "expired");
+  EXPECT_EQ(json.service, "sts");
+  EXPECT_EQ(json.request_id, "j-1");
+
+  const AwsError html = ParseStsXmlError(403, {{"Content-Type", "text/html"}}, "<html><title>Blocked</title></html>");
+  EXPECT_EQ(html.code, "HTTP 403");
+  EXPECT_THAT(html.message, HasSubstr("titled \"Blocked\""));
+  EXPECT_THAT(html.message, HasSubstr("did not come from AWS STS"));
+
+  // A bare <Error> with a namespace attribute, as REST-XML front ends send it.
+  const AwsError bare = ParseStsXmlError(400, {}, "<Error xmlns=\"x\"><Code>Throttling</Code></Error>");
+  EXPECT_EQ(bare.code, "Throttling");
+  EXPECT_EQ(bare.retry_class, RetryClass::kThrottling);
+}
+
 TEST(XmlTest, UnescapesEntitiesAndKeepsMalformedOnesLiterally) {
   EXPECT_EQ(internal::XmlUnescape("a &amp; b &lt;c&gt; &#233; &#x20AC; &#x1F600;"),
             "a & b <c> \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
@@ -278,6 +385,9 @@ TEST(ErrorParsersTest, SurviveArbitraryBytes) {
     }
     const AwsError json = ParseRestJsonError("bedrock-runtime", 400, {{"x-amzn-ErrorType", input}}, input);
     EXPECT_LE(json.code.size(), 128u);
+    const AwsError bare = ParseRestJsonError("bedrock-runtime", 400, {{"Content-Type", input}}, input);
+    EXPECT_FALSE(bare.code.empty());
+    EXPECT_LE(bare.message.size(), 4096u);
     const AwsError xml = ParseStsXmlError(400, {}, input);
     EXPECT_FALSE(xml.code.empty());
     const AwsError stream = ParseStreamException("bedrock-runtime", input, input);

@@ -49,13 +49,13 @@ Result<ParsedUrl> ParseEndpointUrl(std::string_view url) {
   ParsedUrl out;
   size_t sep = url.find("://");
   if (sep == std::string_view::npos) {
-    return InvalidArgumentError("endpoint URL '" + aws::internal::QuoteForMessage(url) +
-                                "' has no scheme; write it as http://host:port or https://host");
+    return InvalidArgumentError("endpoint URL " + aws::internal::QuoteForMessage(url) +
+                                " has no scheme; write it as http://host:port or https://host");
   }
   out.scheme = AsciiToLower(url.substr(0, sep));
   if (out.scheme != "http" && out.scheme != "https") {
-    return InvalidArgumentError("endpoint URL scheme must be http or https, got '" +
-                                aws::internal::QuoteForMessage(out.scheme) + "'");
+    return InvalidArgumentError("endpoint URL scheme must be http or https, got " +
+                                aws::internal::QuoteForMessage(out.scheme));
   }
   std::string_view rest = url.substr(sep + 3);
   size_t slash = rest.find('/');
@@ -65,8 +65,8 @@ Result<ParsedUrl> ParseEndpointUrl(std::string_view url) {
   if (authority.empty()) return InvalidArgumentError("endpoint URL has no host: " + std::string(url));
   for (char c : url) {
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == '?' || c == '#') {
-      return InvalidArgumentError("endpoint URL '" + aws::internal::QuoteForMessage(url) +
-                                  "' contains spaces, control characters, a query or a fragment");
+      return InvalidArgumentError("endpoint URL " + aws::internal::QuoteForMessage(url) +
+                                  " contains spaces, control characters, a query or a fragment");
     }
   }
   std::string_view host = authority;
@@ -190,6 +190,28 @@ ChatMessage ChatMessage::User(std::string text) {
 }
 ChatMessage ChatMessage::Assistant(std::string text) {
   return ChatMessage{"assistant", {ContentBlock::Text(std::move(text))}};
+}
+ReturnControlResult ReturnControlResult::ForFunction(const FunctionInvocation& invocation, std::string body,
+                                                     std::string response_state) {
+  ReturnControlResult r;
+  r.action_group = invocation.action_group;
+  r.function = invocation.function;
+  r.response_body = std::move(body);
+  r.response_state = std::move(response_state);
+  r.agent_id = invocation.agent_id;
+  return r;
+}
+ReturnControlResult ReturnControlResult::ForApi(const ApiInvocation& invocation, std::string body,
+                                                int http_status_code, std::string response_state) {
+  ReturnControlResult r;
+  r.action_group = invocation.action_group;
+  r.api_path = invocation.api_path;
+  r.http_method = invocation.http_method;
+  r.http_status_code = http_status_code;
+  r.response_body = std::move(body);
+  r.response_state = std::move(response_state);
+  r.agent_id = invocation.agent_id;
+  return r;
 }
 const ContentBlock* ModelResult::FirstToolUse() const {
   for (const auto& b : content) {
@@ -562,10 +584,43 @@ class BedrockClient::Impl {
       }
     }
     if (!fed.ok()) {
-      state.attempt_error = CorruptStreamError(state, fed);
+      state.attempt_error = IsFrameOverLimit(*state.decoder) ? FrameTooLargeError(state)
+                                                             : CorruptStreamError(state, fed);
       return false;
     }
     return true;
+  }
+
+  // The decoder refused a frame only because its declared length is above
+  // max_message_size (its prelude checksum was good): the stream is sound, the
+  // event is just bigger than this client accepts.
+  static bool IsFrameOverLimit(const aws::EventStreamDecoder& decoder) {
+    const auto& error = decoder.error();
+    return error && error->kind == aws::EventStreamErrorKind::kLengthOutOfBounds &&
+           error->message.find("total_length=") != std::string::npos &&
+           error->message.find(", above the limit") != std::string::npos;
+  }
+
+  static BedrockError FrameTooLargeError(CallState& state) {
+    aws::AwsError e;
+    e.code = "ResponseTooLarge";
+    e.http_status = state.http_status;
+    e.service = std::string(aws::ServiceEndpointPrefix(state.exchange.service));
+    const size_t limit = std::max<size_t>(state.impl->options_.max_stream_buffer_bytes, 1024);
+    const std::string& detail = state.decoder->error()->message;
+    e.message = "an event in the response stream is larger than max_stream_buffer_bytes (" + std::to_string(limit) +
+                " bytes), so it was not read (" + detail + ")";
+    if (state.exchange.context.operation == "InvokeAgent") {
+      e.message += "; an InvokeAgent `files` event (code interpreter output) carries up to five files of up to "
+                   "1,000,000 bytes each, about 6.7 MB of JSON: raise max_stream_buffer_bytes if the agent "
+                   "produces files that large";
+    } else {
+      e.message += "; raise max_stream_buffer_bytes if events that large are expected";
+    }
+    e.retry_class = aws::RetryClass::kNotRetryable;
+    BedrockError be = state.impl->MakeError(state.shared_from_this(), ErrorOrigin::kTransport, std::move(e));
+    be.status = ResourceExhaustedError(be.aws.ToString());
+    return be;
   }
 
   static std::optional<BedrockError> HandleMessage(CallState& state, const aws::Message& m) {
@@ -1186,26 +1241,130 @@ std::vector<Citation> ParseCitations(const json& payload) {
   return out;
 }
 
+std::vector<InvocationParameter> ParseParameters(const json& object, std::string_view key) {
+  std::vector<InvocationParameter> out;
+  if (!object.is_object()) return out;
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_array()) return out;
+  for (const auto& p : *it) out.push_back({JsonString(p, "name"), JsonString(p, "type"), JsonString(p, "value")});
+  return out;
+}
+
+// ReturnControlPayload: invocationInputs is a list of unions, each either a
+// functionInvocationInput or an apiInvocationInput (bedrock-agent-runtime
+// InvocationInputMember). Unknown members (a newer union member) are skipped.
 ReturnControl ParseReturnControl(const json& payload) {
   ReturnControl rc;
   rc.raw = payload;
   rc.invocation_id = JsonString(payload, "invocationId");
-  if (payload.contains("invocationInputs") && payload["invocationInputs"].is_array()) {
-    for (const auto& in : payload["invocationInputs"]) {
-      if (!in.is_object() || !in.contains("functionInvocationInput")) continue;
-      const json& f = in["functionInvocationInput"];
+  if (!payload.contains("invocationInputs") || !payload["invocationInputs"].is_array()) return rc;
+  for (const auto& in : payload["invocationInputs"]) {
+    if (!in.is_object()) continue;
+    if (auto f = in.find("functionInvocationInput"); f != in.end() && f->is_object()) {
       FunctionInvocation inv;
-      inv.action_group = JsonString(f, "actionGroup");
-      inv.function = JsonString(f, "function");
-      if (f.contains("parameters") && f["parameters"].is_array()) {
-        for (const auto& p : f["parameters"]) {
-          inv.parameters.push_back({JsonString(p, "name"), JsonString(p, "type"), JsonString(p, "value")});
+      inv.action_group = JsonString(*f, "actionGroup");
+      inv.function = JsonString(*f, "function");
+      inv.parameters = ParseParameters(*f, "parameters");
+      inv.action_invocation_type = JsonString(*f, "actionInvocationType");
+      inv.agent_id = JsonString(*f, "agentId");
+      inv.collaborator_name = JsonString(*f, "collaboratorName");
+      rc.invocations.push_back(std::move(inv));
+    } else if (auto a = in.find("apiInvocationInput"); a != in.end() && a->is_object()) {
+      ApiInvocation inv;
+      inv.action_group = JsonString(*a, "actionGroup");
+      inv.http_method = JsonString(*a, "httpMethod");
+      inv.api_path = JsonString(*a, "apiPath");
+      inv.parameters = ParseParameters(*a, "parameters");
+      if (auto body = a->find("requestBody"); body != a->end() && body->is_object()) {
+        if (auto content = body->find("content"); content != body->end() && content->is_object()) {
+          for (const auto& [media_type, properties] : content->items()) {
+            inv.request_body[media_type] = ParseParameters(properties, "properties");
+          }
         }
       }
-      rc.invocations.push_back(std::move(inv));
+      inv.action_invocation_type = JsonString(*a, "actionInvocationType");
+      inv.agent_id = JsonString(*a, "agentId");
+      inv.collaborator_name = JsonString(*a, "collaboratorName");
+      rc.api_invocations.push_back(std::move(inv));
     }
   }
   return rc;
+}
+
+// One entry of sessionState.returnControlInvocationResults (InvocationResultMember).
+json ReturnControlResultJson(const ReturnControlResult& r) {
+  const std::string content_type =
+      !r.content_type.empty() ? r.content_type : (r.is_api() ? "application/json" : "TEXT");
+  json out{{"actionGroup", r.action_group}, {"responseBody", {{content_type, {{"body", r.response_body}}}}}};
+  if (r.is_api()) {
+    out["apiPath"] = r.api_path;
+    out["httpMethod"] = r.http_method;
+    if (r.http_status_code) out["httpStatusCode"] = *r.http_status_code;
+  } else {
+    out["function"] = r.function;
+  }
+  if (!r.response_state.empty()) out["responseState"] = r.response_state;
+  if (!r.agent_id.empty()) out["agentId"] = r.agent_id;
+  if (!r.confirmation_state.empty()) out["confirmationState"] = r.confirmation_state;
+  return json{{r.is_api() ? "apiResult" : "functionResult", std::move(out)}};
+}
+
+// What the service would reject anyway, said before sending ("" = fine).
+std::string CheckReturnControlResult(const ReturnControlResult& r, size_t index) {
+  const std::string where = "return_control_results[" + std::to_string(index) + "]";
+  if (r.action_group.empty()) {
+    return where + ".action_group is empty; copy it from the invocation in the returnControl event";
+  }
+  if (r.is_api() && r.http_method.empty()) {
+    return where + " is an API result (api_path is set) but http_method is empty; copy apiPath and httpMethod "
+                   "from the apiInvocationInput";
+  }
+  if (!r.is_api() && r.function.empty()) {
+    return where + ".function is empty; copy it from the functionInvocationInput (for an API-schema action "
+                   "group, set api_path and http_method instead)";
+  }
+  if (!r.response_state.empty() && r.response_state != "FAILURE" && r.response_state != "REPROMPT") {
+    return where + ".response_state must be FAILURE, REPROMPT or empty, not " +
+           aws::internal::QuoteForMessage(r.response_state);
+  }
+  if (!r.confirmation_state.empty() && r.confirmation_state != "CONFIRM" && r.confirmation_state != "DENY") {
+    return where + ".confirmation_state must be CONFIRM, DENY or empty";
+  }
+  if (r.http_status_code && (*r.http_status_code < 100 || *r.http_status_code > 599)) {
+    return where + ".http_status_code must be an HTTP status (100..599)";
+  }
+  return "";
+}
+
+// A `files` event (FilePart): files[] of {name, type, bytes (base64 blob)}.
+// Appends the decoded files to `out`; `total` counts their bytes. Errors:
+// InvalidArgument for a payload of the wrong shape, ResourceExhausted when
+// the files together pass `limit`.
+Status ParseFiles(const json& payload, size_t limit, size_t* total, std::vector<AgentFile>* out) {
+  if (!payload.is_object()) return InvalidArgumentError("a files event is not a JSON object");
+  auto files = payload.find("files");
+  if (files == payload.end() || files->is_null()) return Status::Ok();
+  if (!files->is_array()) return InvalidArgumentError("a files event's files member is not a list");
+  for (const auto& f : *files) {
+    if (!f.is_object()) return InvalidArgumentError("a files event holds a file that is not a JSON object");
+    AgentFile file;
+    file.name = JsonString(f, "name");
+    file.media_type = JsonString(f, "type");
+    auto bytes = Base64Decode(JsonString(f, "bytes"));
+    if (!bytes.ok()) {
+      return InvalidArgumentError("the bytes of file " + aws::internal::QuoteForMessage(file.name) +
+                                  " are not base64");
+    }
+    file.bytes = std::move(bytes).value();
+    *total += file.bytes.size();
+    if (*total > limit) {
+      return ResourceExhaustedError("the files the agent returned add up to more than max_response_bytes (" +
+                                    std::to_string(limit) +
+                                    " bytes); raise the limit if files that large are expected");
+    }
+    out->push_back(std::move(file));
+  }
+  return Status::Ok();
 }
 
 bool ValidSessionId(std::string_view id) {
@@ -1386,14 +1545,25 @@ CallHandle BedrockClient::InvokeAgent(const InvokeAgentRequest& request, AgentCa
   if (!arn.ok()) {
     pre = arn.status();
   } else if (!ValidSessionId(session_id)) {
-    pre = InvalidArgumentError("session id '" + aws::internal::QuoteForMessage(session_id) +
-                               "' is invalid: use 2 to 100 characters from [0-9a-zA-Z._:-]");
+    pre = InvalidArgumentError("session id " + aws::internal::QuoteForMessage(session_id) +
+                               " is invalid: use 2 to 100 characters from [0-9a-zA-Z._:-]");
   } else if (request.input_text.empty() && request.return_control_results.empty()) {
     pre = InvalidArgumentError("input_text is empty; send text, or return_control_results after a returnControl");
+  } else if (!request.return_control_results.empty() && request.return_control_invocation_id.empty()) {
+    pre = InvalidArgumentError(
+        "return_control_results need return_control_invocation_id: copy the invocationId of the returnControl event");
+  } else if (request.return_control_results.size() > 5) {
+    pre = InvalidArgumentError("at most 5 return_control_results (one per invocation of the returnControl event), got " +
+                               std::to_string(request.return_control_results.size()));
   } else if (!impl_->options_.credentials) {
     pre = FailedPreconditionError(
         "InvokeAgent needs IAM credentials (SigV4): Bedrock API keys are not accepted by Agents for Amazon Bedrock. "
         "Configure an access key, a profile or a role for this provider.");
+  }
+  for (size_t i = 0; pre.ok() && i < request.return_control_results.size(); ++i) {
+    if (std::string problem = CheckReturnControlResult(request.return_control_results[i], i); !problem.empty()) {
+      pre = InvalidArgumentError(problem);
+    }
   }
   if (arn.ok()) {
     ex.path = "/agents/" + UriEncode(arn.value().agent_id) + "/agentAliases/" + UriEncode(arn.value().alias_id) +
@@ -1409,13 +1579,7 @@ CallHandle BedrockClient::InvokeAgent(const InvokeAgentRequest& request, AgentCa
   if (!request.return_control_invocation_id.empty()) state["invocationId"] = request.return_control_invocation_id;
   if (!request.return_control_results.empty()) {
     json results = json::array();
-    for (const auto& r : request.return_control_results) {
-      json fr{{"actionGroup", r.action_group},
-              {"function", r.function},
-              {"responseBody", {{"TEXT", {{"body", r.response_body}}}}}};
-      if (!r.response_state.empty()) fr["responseState"] = r.response_state;
-      results.push_back({{"functionResult", std::move(fr)}});
-    }
+    for (const auto& r : request.return_control_results) results.push_back(ReturnControlResultJson(r));
     state["returnControlInvocationResults"] = std::move(results);
   }
   if (!state.empty()) body["sessionState"] = std::move(state);
@@ -1427,11 +1591,14 @@ CallHandle BedrockClient::InvokeAgent(const InvokeAgentRequest& request, AgentCa
     AgentResult result;
     AgentCallbacks callbacks;
     size_t trace_bytes = 0;
+    size_t file_bytes = 0;
   };
   auto acc = std::make_shared<AgentAcc>();
   acc->callbacks = std::move(callbacks);
   acc->result.session_id = session_id;
-  EventHandler on_event = [acc](const aws::Message& m, CallState& st) -> std::optional<BedrockError> {
+  const size_t max_file_bytes = impl_->options_.max_response_bytes;
+  EventHandler on_event = [acc, max_file_bytes](const aws::Message& m,
+                                                CallState& st) -> std::optional<BedrockError> {
     const std::string* type = MessageHeaderString(m, ":event-type");
     if (type == nullptr) return std::nullopt;
     json payload = json::parse(m.payload, nullptr, false);
@@ -1454,6 +1621,21 @@ CallHandle BedrockClient::InvokeAgent(const InvokeAgentRequest& request, AgentCa
       if (acc->callbacks.on_trace) acc->callbacks.on_trace(payload);
     } else if (*type == "returnControl") {
       acc->result.return_control = ParseReturnControl(payload);
+    } else if (*type == "files") {
+      const size_t first_new = acc->result.files.size();
+      if (Status parsed = ParseFiles(payload, max_file_bytes, &acc->file_bytes, &acc->result.files);
+          !parsed.ok()) {
+        BedrockError e = ResponseShapeError(st, parsed.message());
+        if (parsed.code() == StatusCode::kResourceExhausted) {
+          e.aws.code = "ResponseTooLarge";
+          e.aws.message = parsed.message();
+          e.status = ResourceExhaustedError(e.aws.ToString());
+        }
+        return e;
+      }
+      if (acc->callbacks.on_file) {
+        for (size_t i = first_new; i < acc->result.files.size(); ++i) acc->callbacks.on_file(acc->result.files[i]);
+      }
     }
     return std::nullopt;
   };
@@ -1475,6 +1657,7 @@ CallHandle BedrockClient::InvokeAgent(const InvokeAgentRequest& request, AgentCa
                                           acc->result.session_id = sid;
                                           acc->callbacks = std::move(cb);
                                           acc->trace_bytes = 0;
+                                          acc->file_bytes = 0;
                                         },
                                         pre));
 }

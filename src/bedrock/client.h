@@ -15,7 +15,11 @@
 // InvokeAgent with only an API key fails at once with a message saying what to
 // configure. Event streams are decoded with aws::EventStreamDecoder as bytes
 // arrive; a corrupt frame is a hard error; in-stream exceptions become errors
-// with aws.in_stream = true.
+// with aws.in_stream = true. InvokeAgent's stream (bedrock-agent-runtime
+// ResponseStream) yields chunks, traces, files (FilePart: decoded into
+// AgentResult::files) and returnControl (ReturnControlPayload, whose
+// invocation inputs are functionInvocationInput or apiInvocationInput); the
+// reply sends functionResult or apiResult entries (ReturnControlResult).
 //
 // Retries: aws::RetryStrategy (standard mode) with a RetryQuota shared by all
 // calls of the client. A stream is retried only before its first event reached
@@ -40,7 +44,8 @@
 // BedrockErrors too, with origin kClient and attempts == 0. Codes made by the
 // client itself: "ClientError" (not sent), "Cancelled", "CorruptEventStream"
 // (bad CRC or framing: DataLoss, never retried), "InvalidResponse" (a 2xx body
-// of the wrong shape), "ResponseTooLarge"; transport failures come from
+// of the wrong shape), "ResponseTooLarge" (a body over max_response_bytes,
+// or one stream event over max_stream_buffer_bytes); transport failures come from
 // aws::MakeConnectionError (timeout flag set for connect/attempt/idle timeouts).
 //
 // Threads: completion callbacks and stream callbacks run on the HTTP client's
@@ -276,12 +281,60 @@ using DeltaCallback = std::function<void(const StreamDelta&)>;
 // Agents
 // ---------------------------------------------------------------------------
 
-// The result of one returned-control function, sent back in sessionState.
-struct ReturnControlResult {
+// One parameter of a returned-control invocation (all values are text, as
+// the agent's model produced them; `type` is the schema's type).
+struct InvocationParameter {
+  std::string name, type, value;
+};
+
+// A function of a function-schema action group the agent wants run
+// (returnControl invocationInputs[].functionInvocationInput).
+struct FunctionInvocation {
   std::string action_group{};
   std::string function{};
-  std::string response_body{};   // TEXT body
+  using Parameter = InvocationParameter;
+  std::vector<Parameter> parameters{};
+  std::string action_invocation_type{};  // RESULT | USER_CONFIRMATION | USER_CONFIRMATION_AND_RESULT ("" unset)
+  std::string agent_id{};                // multi-agent collaboration: the collaborator that asks
+  std::string collaborator_name{};
+};
+
+// An operation of an API-schema (OpenAPI) action group the agent wants run
+// (returnControl invocationInputs[].apiInvocationInput).
+struct ApiInvocation {
+  std::string action_group{};
+  std::string http_method{};  // as sent ("GET", "POST", ...; compare ignoring case)
+  std::string api_path{};     // the schema's path, templated: "/assets/{assetId}/repairs"
+  std::vector<InvocationParameter> parameters{};  // path, query and header parameters
+  // requestBody.content: media type ("application/json") -> its properties.
+  std::map<std::string, std::vector<InvocationParameter>> request_body{};
+  std::string action_invocation_type{};
+  std::string agent_id{};
+  std::string collaborator_name{};
+};
+
+// The result of one returned-control invocation, sent back in
+// sessionState.returnControlInvocationResults: a functionResult, or an
+// apiResult when `api_path` is set. Make them with ForFunction / ForApi.
+struct ReturnControlResult {
+  std::string action_group{};
+  std::string function{};        // functionResult
+  std::string response_body{};   // the body text (for an API: usually JSON text)
   std::string response_state{};  // "" | "FAILURE" | "REPROMPT"
+  // apiResult: the apiPath and httpMethod of the ApiInvocation, unchanged.
+  std::string api_path{};
+  std::string http_method{};
+  std::optional<int> http_status_code{};  // apiResult.httpStatusCode
+  // The responseBody key: "" = "TEXT" for a function, "application/json" for an API.
+  std::string content_type{};
+  std::string agent_id{};            // echo of the invocation's agentId (multi-agent), when set
+  std::string confirmation_state{};  // "" | "CONFIRM" | "DENY" (USER_CONFIRMATION invocations)
+
+  bool is_api() const { return !api_path.empty(); }
+  static ReturnControlResult ForFunction(const FunctionInvocation& invocation, std::string body,
+                                         std::string response_state = "");
+  static ReturnControlResult ForApi(const ApiInvocation& invocation, std::string body, int http_status_code = 200,
+                                    std::string response_state = "");
 };
 
 struct InvokeAgentRequest {
@@ -314,21 +367,21 @@ struct AgentChunk {
   std::vector<Citation> citations{};
 };
 
-struct FunctionInvocation {
-  std::string action_group{};
-  std::string function{};
-  struct Parameter {
-    std::string name, type, value;
-  };
-  std::vector<Parameter> parameters{};
-};
-
-// The agent handed control back: run the functions, then call InvokeAgent
-// again in the same session with return_control_invocation_id and results.
+// The agent handed control back: run the functions and API operations, then
+// call InvokeAgent again in the same session with return_control_invocation_id
+// and one result per invocation (ReturnControlResult::ForFunction / ForApi).
 struct ReturnControl {
   std::string invocation_id{};
-  std::vector<FunctionInvocation> invocations{};
+  std::vector<FunctionInvocation> invocations{};  // function-schema action groups
+  std::vector<ApiInvocation> api_invocations{};   // API-schema action groups
   nlohmann::json raw{};  // the event payload
+};
+
+// A file the agent produced (code interpreter output: a `files` event).
+struct AgentFile {
+  std::string name{};
+  std::string media_type{};  // "text/csv", "image/png", ...
+  std::string bytes{};       // the decoded content
 };
 
 struct AgentResult {
@@ -336,6 +389,10 @@ struct AgentResult {
   std::vector<Citation> citations{};
   std::vector<nlohmann::json> traces{};  // each trace event payload
   std::optional<ReturnControl> return_control{};
+  // Files of `files` events, in order. Bounded like the whole response: one
+  // event is at most max_stream_buffer_bytes, all of them together at most
+  // max_response_bytes (ResponseTooLarge otherwise).
+  std::vector<AgentFile> files{};
   std::string session_id{};
   std::string request_id{};
   int attempts = 0;
@@ -344,6 +401,7 @@ struct AgentResult {
 struct AgentCallbacks {
   std::function<void(const AgentChunk&)> on_chunk{};      // optional
   std::function<void(const nlohmann::json&)> on_trace{};  // optional
+  std::function<void(const AgentFile&)> on_file{};        // optional
 };
 
 // ---------------------------------------------------------------------------
@@ -394,7 +452,10 @@ struct BedrockClientOptions {
   aws::RandomSource random;                      // nullptr: aws::DefaultRandomSource()
   Deadlines deadlines{};
   size_t max_response_bytes = 16 * 1024 * 1024;  // any response body, buffered or streamed
-  size_t max_stream_buffer_bytes = 1024 * 1024;  // pending bytes of one event-stream frame
+  // Pending bytes of one event-stream frame. An InvokeAgent `files` event
+  // carries up to five files of up to 1,000,000 bytes each (base64 in JSON:
+  // about 6.7 MB), hence 8 MiB; a larger frame fails with ResponseTooLarge.
+  size_t max_stream_buffer_bytes = 8 * 1024 * 1024;
 
   const Clock* clock = nullptr;                   // nullptr: SystemClock; must outlive the client
   std::shared_ptr<net::HttpClient> http_client{};  // nullptr: the client creates one

@@ -266,6 +266,195 @@ TEST_F(BedrockClientTest, InvokeAgentSurfacesReturnControlAndAcceptsTheResults) 
   EXPECT_THAT(second.value().completion, HasSubstr("INC-4242"));
 }
 
+TEST_F(BedrockClientTest, InvokeAgentApiSchemaReturnControlRoundTrip) {
+  auto first =
+      client_->InvokeAgent(AgentAsk("Please file a repair request for asset LAP-0042: the hinge is cracked", "session-api-1"));
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  ASSERT_TRUE(first.value().return_control.has_value());
+  const ReturnControl& rc = *first.value().return_control;
+  EXPECT_TRUE(rc.invocations.empty());
+  ASSERT_EQ(rc.api_invocations.size(), 1u);
+  const ApiInvocation& api = rc.api_invocations[0];
+  EXPECT_EQ(api.action_group, "assets");
+  EXPECT_EQ(api.http_method, "POST");
+  EXPECT_EQ(api.api_path, "/assets/{assetId}/repairs");
+  EXPECT_EQ(api.action_invocation_type, "RESULT");
+  ASSERT_EQ(api.parameters.size(), 1u);
+  EXPECT_EQ(api.parameters[0].name, "assetId");
+  EXPECT_EQ(api.parameters[0].value, "LAP-0042");
+  ASSERT_EQ(api.request_body.count("application/json"), 1u);
+  const auto& properties = api.request_body.at("application/json");
+  ASSERT_EQ(properties.size(), 2u);
+  EXPECT_EQ(properties[0].name, "issue");
+  EXPECT_THAT(properties[0].value, HasSubstr("hinge is cracked"));
+  EXPECT_EQ(properties[1].name, "urgent");
+  EXPECT_EQ(properties[1].type, "boolean");
+
+  InvokeAgentRequest reply = AgentAsk("", "session-api-1");
+  reply.return_control_invocation_id = rc.invocation_id;
+  reply.return_control_results.push_back(ReturnControlResult::ForApi(api, R"({"repairId": "R-77"})", 201));
+  EXPECT_TRUE(reply.return_control_results[0].is_api());
+  auto second = client_->InvokeAgent(reply);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_FALSE(second.value().return_control.has_value());
+  EXPECT_THAT(second.value().completion, HasSubstr("POST /assets/{assetId}/repairs action completed"));
+  EXPECT_THAT(second.value().completion, HasSubstr("R-77"));
+}
+
+TEST_F(BedrockClientTest, InvokeAgentApiResultsThatDoNotMatchAreValidationErrors) {
+  auto first = client_->InvokeAgent(AgentAsk("repair request for LAP-9: the fan is loud", "session-api-2"));
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  ASSERT_TRUE(first.value().return_control.has_value());
+  const ReturnControl rc = *first.value().return_control;
+  ASSERT_EQ(rc.api_invocations.size(), 1u);
+
+  InvokeAgentRequest reply = AgentAsk("", "session-api-2");
+  reply.return_control_invocation_id = "00000000-0000-4000-a000-000000000000";
+  reply.return_control_results.push_back(ReturnControlResult::ForApi(rc.api_invocations[0], "{}"));
+  auto unknown = client_->InvokeAgent(reply);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().origin, ErrorOrigin::kService);
+  EXPECT_EQ(unknown.error().aws.code, "ValidationException");
+  EXPECT_EQ(unknown.error().status.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(unknown.error().aws.message, HasSubstr("does not match the pending returnControl invocationId"));
+  EXPECT_EQ(unknown.error().attempts, 1);
+
+  reply.return_control_invocation_id = rc.invocation_id;
+  reply.return_control_results[0].api_path = "/assets/LAP-9/repairs";  // filled in instead of the template
+  auto wrong_path = client_->InvokeAgent(reply);
+  ASSERT_FALSE(wrong_path.ok());
+  EXPECT_EQ(wrong_path.error().aws.code, "ValidationException");
+  EXPECT_THAT(wrong_path.error().aws.message,
+              HasSubstr("apiResult is for POST /assets/LAP-9/repairs, but returnControl " + rc.invocation_id +
+                        " asked for POST /assets/{assetId}/repairs"));
+
+  reply.return_control_results[0] = ReturnControlResult::ForApi(rc.api_invocations[0], "{}");
+  reply.return_control_results[0].http_method = "PUT";
+  auto wrong_method = client_->InvokeAgent(reply);
+  ASSERT_FALSE(wrong_method.ok());
+  EXPECT_THAT(wrong_method.error().aws.message, HasSubstr("apiResult is for PUT /assets/{assetId}/repairs"));
+
+  // A functionResult where an apiResult is due.
+  reply.return_control_results[0] = ReturnControlResult{"assets", "repair", "done", ""};
+  auto wrong_kind = client_->InvokeAgent(reply);
+  ASSERT_FALSE(wrong_kind.ok());
+  EXPECT_THAT(wrong_kind.error().aws.message, HasSubstr("is a functionResult, but returnControl"));
+
+  // Rejected before sending: an API result without its method, no invocation id.
+  reply.return_control_results[0] = ReturnControlResult::ForApi(rc.api_invocations[0], "{}");
+  reply.return_control_results[0].http_method.clear();
+  auto local = client_->InvokeAgent(reply);
+  ASSERT_FALSE(local.ok());
+  EXPECT_EQ(local.error().origin, ErrorOrigin::kClient);
+  EXPECT_EQ(local.error().attempts, 0);
+  EXPECT_THAT(local.error().aws.message, HasSubstr("http_method is empty"));
+  reply.return_control_results[0] = ReturnControlResult::ForApi(rc.api_invocations[0], "{}");
+  reply.return_control_invocation_id.clear();
+  auto no_id = client_->InvokeAgent(reply);
+  ASSERT_FALSE(no_id.ok());
+  EXPECT_EQ(no_id.error().origin, ErrorOrigin::kClient);
+  EXPECT_THAT(no_id.error().aws.message, HasSubstr("need return_control_invocation_id"));
+
+  // The invocation is still pending after all that.
+  reply.return_control_invocation_id = rc.invocation_id;
+  auto right = client_->InvokeAgent(reply);
+  ASSERT_TRUE(right.ok()) << right.error().ToString();
+  EXPECT_THAT(right.value().completion, HasSubstr("action completed"));
+}
+
+TEST_F(BedrockClientTest, InvokeAgentCollectsTheFilesOfACodeInterpreterExport) {
+  std::vector<std::string> seen;
+  AgentCallbacks callbacks;
+  callbacks.on_file = [&](const AgentFile& f) { seen.push_back(f.name); };
+  auto r = client_->InvokeAgent(AgentAsk("Export the VPN articles as CSV", "session-files-1"), callbacks);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_EQ(r.value().files.size(), 1u);
+  const AgentFile& file = r.value().files[0];
+  EXPECT_EQ(file.name, "articles.csv");
+  EXPECT_EQ(file.media_type, "text/csv");
+  EXPECT_THAT(file.bytes, StartsWith("id,title,uri,text\r\nvpn,Connecting to the VPN,s3://quarry-demo-kb/it/vpn.md,"));
+  EXPECT_EQ(seen, std::vector<std::string>{"articles.csv"});
+  EXPECT_THAT(r.value().completion, HasSubstr("to articles.csv (" + std::to_string(file.bytes.size()) + " bytes)"));
+  EXPECT_TRUE(client_->InvokeAgent(AgentAsk("How do I connect to the VPN?", "session-files-2")).value().files.empty());
+}
+
+TEST_F(BedrockClientTest, AFileLargerThanTheStreamBufferIsAClearErrorNotUnboundedMemory) {
+  // A world whose knowledge base holds a 600 KB article, so the export is a
+  // 600 KB file (an 800 KB event).
+  sim::WorldConfig world = sim::DemoWorld();
+  std::string text;
+  while (text.size() < 600'000) text += "Spare laptops are kept in room four. ";
+  world.knowledge_bases[0].documents.push_back({"spares", "Spare laptop pool", text, "s3://quarry-demo-kb/it/spares.md"});
+  auto server = sim::SimServer::Start(std::move(world), {.threads = 1});
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  BedrockClientOptions o = Options();
+  o.endpoint_url = server.value()->base_url();
+
+  // The defaults take it.
+  auto fits = MakeClient(o)->InvokeAgent(AgentAsk("Export the spare laptop pool article as CSV", "big-1"));
+  ASSERT_TRUE(fits.ok()) << fits.error().ToString();
+  ASSERT_EQ(fits.value().files.size(), 1u);
+  EXPECT_GT(fits.value().files[0].bytes.size(), 600'000u);
+
+  o.max_stream_buffer_bytes = 256 * 1024;
+  auto refused = MakeClient(o)->InvokeAgent(AgentAsk("Export the spare laptop pool article as CSV", "big-2"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().aws.code, "ResponseTooLarge");
+  EXPECT_EQ(refused.error().status.code(), StatusCode::kResourceExhausted);
+  EXPECT_FALSE(refused.error().retryable);
+  EXPECT_EQ(refused.error().attempts, 1);
+  EXPECT_THAT(refused.error().aws.message, HasSubstr("larger than max_stream_buffer_bytes (262144 bytes)"));
+  EXPECT_THAT(refused.error().aws.message, HasSubstr("files` event (code interpreter output)"));
+
+  o.max_stream_buffer_bytes = 8 * 1024 * 1024;
+  o.max_response_bytes = 256 * 1024;
+  auto capped = MakeClient(o)->InvokeAgent(AgentAsk("Export the spare laptop pool article as CSV", "big-3"));
+  ASSERT_FALSE(capped.ok());
+  EXPECT_EQ(capped.error().aws.code, "ResponseTooLarge");
+  EXPECT_THAT(capped.error().aws.message, HasSubstr("max_response_bytes"));
+}
+
+TEST_F(BedrockClientTest, AnHtmlPageOrXmlErrorFromAProxyIsExplained) {
+  std::atomic<int> which{0};
+  auto proxy = net::HttpServer::Start({}, [&](const net::HttpServerRequest&) {
+    net::HttpResponse r;
+    if (which.load() == 0) {
+      r.status = 502;
+      r.headers = {{"Content-Type", "text/html"}};
+      r.body = "<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>";
+    } else {
+      r.status = 403;
+      r.headers = {{"Content-Type", "application/xml"}};
+      r.body = "<?xml version=\"1.0\"?><ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+               "<Message>Denied by the VPC endpoint policy</Message></Error><RequestId>vpce-1</RequestId>"
+               "</ErrorResponse>";
+    }
+    return r;
+  });
+  ASSERT_TRUE(proxy.ok()) << proxy.status().ToString();
+  BedrockClientOptions o = Options();
+  o.endpoint_url = proxy.value()->base_url();
+  o.retry.max_attempts = 1;
+  auto client = MakeClient(o);
+
+  auto html = client->InvokeModel(Ask("ping"));
+  ASSERT_FALSE(html.ok());
+  EXPECT_EQ(html.error().aws.code, "HTTP 502");
+  EXPECT_TRUE(html.error().aws.not_from_service);
+  EXPECT_THAT(html.error().aws.message, HasSubstr("titled \"502 Bad Gateway\""));
+  EXPECT_THAT(html.error().aws.message, HasSubstr("did not come from Amazon Bedrock (bedrock-runtime)"));
+  EXPECT_EQ(html.error().troubleshooting.id, "response-not-from-aws");
+
+  which = 1;
+  auto xml = client->InvokeAgent(AgentAsk("hello", "session-proxy-1"));
+  ASSERT_FALSE(xml.ok());
+  EXPECT_EQ(xml.error().aws.code, "AccessDenied");
+  EXPECT_EQ(xml.error().aws.message, "Denied by the VPC endpoint policy");
+  EXPECT_EQ(xml.error().aws.request_id, "vpce-1");
+  EXPECT_EQ(xml.error().status.code(), StatusCode::kPermissionDenied);
+  proxy.value()->Stop();
+}
+
 TEST_F(BedrockClientTest, CatalogueMergesModelsAndProfilesWithRecommendations) {
   auto r = client_->ListCatalogue();
   ASSERT_TRUE(r.ok()) << r.error().ToString();

@@ -37,6 +37,7 @@ constexpr std::string_view kModelTimeout = "model-timeout";
 constexpr std::string_view kModelError = "model-error";
 constexpr std::string_view kServiceError = "service-error";
 constexpr std::string_view kUnknownError = "unknown-error";
+constexpr std::string_view kResponseNotFromAws = "response-not-from-aws";
 
 constexpr std::string_view kAllIds[] = {
     kAccessDeniedInvokeModel, kAccessDeniedInvokeAgent, kModelAccessNotGranted, kOnDemandNotSupported,
@@ -45,7 +46,7 @@ constexpr std::string_view kAllIds[] = {
     kThrottled,               kQuotaExceeded,           kValidationError,       kCredentialsExpired,
     kCredentialsInvalid,      kClockSkew,               kBearerTokenNotAccepted, kEventStreamBroken,
     kEventStreamStalled,      kModelNotReady,           kModelTimeout,          kModelError,
-    kServiceError,            kUnknownError,
+    kServiceError,            kUnknownError,            kResponseNotFromAws,
 };
 
 // ---- Reading the error ----
@@ -408,6 +409,29 @@ TroubleshootingEntry CouldNotConnect(const Facts& f) {
   return e;
 }
 
+TroubleshootingEntry ResponseNotFromAws(const Facts& f) {
+  TroubleshootingEntry e = Make(f, kResponseNotFromAws,
+                                "The error response did not come from AWS: a proxy, gateway or other server answered");
+  const std::string endpoint = Or(f.context.endpoint_url, "the standard AWS endpoint");
+  e.likely_causes = {
+      "An HTTP proxy (HTTPS_PROXY) or a TLS-inspecting firewall between Quarry and AWS refused or failed the request "
+      "and answered with its own page (407 proxy authentication, 403 blocked, 502/503/504 upstream failures).",
+      "The endpoint URL (" + endpoint + ") points at a server that is not " +
+          (f.error.service == "sts" ? std::string("AWS STS") : std::string("Bedrock")) +
+          ": a typo, an old emulator address, an internal gateway.",
+      "A load balancer, API gateway or VPC endpoint in front of the service returned its own error.",
+  };
+  e.how_to_fix = {
+      "Read the start of the body quoted in the message: it usually names the proxy or gateway that answered.",
+      "Check the endpoint URL; leave it empty to use the standard endpoint (https://" +
+          Or(f.error.service, "bedrock-runtime") + "." + RegionOr(f) + ".amazonaws.com).",
+      "Check HTTPS_PROXY and NO_PROXY on the Quarry host: put .amazonaws.com in NO_PROXY to reach AWS directly, or "
+      "have the proxy allow (and not rewrite) requests to the Bedrock and STS hosts.",
+      "With a VPC endpoint, check its endpoint policy and that private DNS resolves the service's host to it.",
+  };
+  return e;
+}
+
 TroubleshootingEntry RequestTimedOut(const Facts& f) {
   TroubleshootingEntry e = Make(f, kRequestTimedOut, "The request timed out before Bedrock answered");
   e.likely_causes = {
@@ -700,6 +724,10 @@ nlohmann::json TroubleshootingEntry::ToJson() const {
 TroubleshootingEntry Troubleshoot(const aws::AwsError& error, const CallContext& context) {
   const Facts f = GatherFacts(error, context);
   const std::string& m = f.lower_message;
+
+  // An HTML page or text from something in front of AWS: its status (403,
+  // 404, 502, ...) says nothing about Bedrock, so no other entry applies.
+  if (error.not_from_service) return ResponseNotFromAws(f);
 
   // Clock skew first: it arrives under several auth codes.
   if (Has(m, "signature expired") || Has(m, "not yet current") || CodeIs(f, "RequestExpired") ||

@@ -257,6 +257,12 @@ std::vector<Case> Cases() {
                    RestJson("bedrock-runtime", 418, "TeapotException", "I am a teapot.", "req-tea"),
                    ModelCall(kHaiku), "unknown-error",
                    {"TeapotException", "HTTP 418", "req-tea", "I am a teapot.", "CloudTrail"}});
+  cases.push_back({"an HTML error page from a proxy in front of Bedrock",
+                   aws::ParseRestJsonError("bedrock-runtime", 403, {{"Content-Type", "text/html"}},
+                                           "<html><head><title>Access blocked by policy</title></head></html>"),
+                   ModelCall(kHaiku),
+                   "response-not-from-aws",
+                   {"Access blocked by policy", "HTTPS_PROXY", "NO_PROXY", "endpoint URL"}});
   return cases;
 }
 

@@ -7,7 +7,7 @@
 //   quarry bedrock invoke-model --model ID --prompt TEXT [--system S] [--max-tokens N]
 //                               [--temperature T] [--stream [--json]] [--converse]
 //   quarry bedrock invoke-agent --alias-arn ARN --prompt TEXT [--session-id ID] [--trace]
-//                               [--end-session] [--stream [--json]]
+//                               [--end-session] [--stream [--json]] [--files-dir DIR]
 //   quarry bedrock alias --alias-arn ARN
 //
 // Common options (before or after the operation): --region, --endpoint-url
@@ -28,9 +28,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -82,7 +84,12 @@ struct AgentOptions {
   bool end_session = false;
   bool stream = false;
   bool json_output = false;
+  std::string files_dir;  // where to save the files the agent returns ("" = do not save)
 };
+
+// Files up to this size are shown inline (base64) in the JSON output; larger
+// ones get a note (and are saved with --files-dir).
+constexpr size_t kMaxInlineFileBytes = 64 * 1024;
 
 [[noreturn]] void FailInput(const std::string& message) {
   std::cerr << "error: " << message << "\n";
@@ -344,6 +351,99 @@ aws::AgentAliasArn CheckAliasArn(const CommonOptions& common, const std::string&
   return arn.value();
 }
 
+// A file name the agent chose, made safe to create in --files-dir: its last
+// path component, characters outside [A-Za-z0-9._-] replaced, no leading dot.
+std::string SafeFileName(const std::string& name, size_t index) {
+  std::string base = name.substr(name.find_last_of("/\\") == std::string::npos ? 0 : name.find_last_of("/\\") + 1);
+  std::string out;
+  for (char c : base) {
+    if (out.size() >= 100) break;
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    out.push_back(ok ? c : '_');
+  }
+  while (!out.empty() && out.front() == '.') out.erase(out.begin());
+  if (out.empty()) out = "file-" + std::to_string(index + 1);
+  return out;
+}
+
+// Saves the files in `dir` (which must exist), one per distinct safe name;
+// returns the path of each file, in order. A write failure ends the process
+// (exit 1): the call succeeded but its output could not be kept.
+std::vector<std::string> SaveAgentFiles(const std::vector<bedrock::AgentFile>& files, const std::string& dir) {
+  std::vector<std::string> paths;
+  std::set<std::string> used;
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::string name = SafeFileName(files[i].name, i);
+    for (int n = 2; !used.insert(name).second; ++n) name = std::to_string(n) + "-" + SafeFileName(files[i].name, i);
+    const std::string path = (dir.ends_with('/') ? dir : dir + "/") + name;
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(files[i].bytes.data(), static_cast<std::streamsize>(files[i].bytes.size()));
+    out.close();
+    if (!out) {
+      std::cerr << "error: the agent's file " << aws::internal::QuoteForMessage(files[i].name)
+                << " could not be written to " << path << "; check that --files-dir exists and is writable\n";
+      throw CLI::RuntimeError(kExitCallFailed);
+    }
+    paths.push_back(path);
+  }
+  return paths;
+}
+
+json AgentFilesJson(const std::vector<bedrock::AgentFile>& files, const std::vector<std::string>& saved) {
+  json out = json::array();
+  for (size_t i = 0; i < files.size(); ++i) {
+    const bedrock::AgentFile& f = files[i];
+    json j = {{"name", f.name}, {"type", f.media_type}, {"size", f.bytes.size()}};
+    if (i < saved.size()) j["saved_to"] = saved[i];
+    if (f.bytes.size() <= kMaxInlineFileBytes) {
+      j["content_base64"] = Base64Encode(f.bytes);
+    } else {
+      j["note"] = "content not shown: " + std::to_string(f.bytes.size()) + " bytes is over the " +
+                  std::to_string(kMaxInlineFileBytes) + "-byte limit for inline content" +
+                  (i < saved.size() ? "; saved to " + saved[i] : "; pass --files-dir DIR to save the file");
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+json ParametersJson(const std::vector<bedrock::InvocationParameter>& parameters) {
+  json out = json::array();
+  for (const auto& p : parameters) out.push_back({{"name", p.name}, {"type", p.type}, {"value", p.value}});
+  return out;
+}
+
+json ReturnControlJson(const bedrock::ReturnControl& rc) {
+  json invocations = json::array();
+  for (const bedrock::FunctionInvocation& f : rc.invocations) {
+    json j = {{"action_group", f.action_group}, {"function", f.function}, {"parameters", ParametersJson(f.parameters)}};
+    if (!f.action_invocation_type.empty()) j["action_invocation_type"] = f.action_invocation_type;
+    if (!f.agent_id.empty()) j["agent_id"] = f.agent_id;
+    if (!f.collaborator_name.empty()) j["collaborator_name"] = f.collaborator_name;
+    invocations.push_back(std::move(j));
+  }
+  json out = {{"invocation_id", rc.invocation_id}, {"invocations", std::move(invocations)}};
+  if (!rc.api_invocations.empty()) {
+    json apis = json::array();
+    for (const bedrock::ApiInvocation& a : rc.api_invocations) {
+      json body = json::object();
+      for (const auto& [media_type, properties] : a.request_body) body[media_type] = ParametersJson(properties);
+      json j = {{"action_group", a.action_group},
+                {"http_method", a.http_method},
+                {"api_path", a.api_path},
+                {"parameters", ParametersJson(a.parameters)},
+                {"request_body", std::move(body)}};
+      if (!a.action_invocation_type.empty()) j["action_invocation_type"] = a.action_invocation_type;
+      if (!a.agent_id.empty()) j["agent_id"] = a.agent_id;
+      if (!a.collaborator_name.empty()) j["collaborator_name"] = a.collaborator_name;
+      apis.push_back(std::move(j));
+    }
+    out["api_invocations"] = std::move(apis);
+  }
+  return out;
+}
+
 void RunInvokeAgent(const CommonOptions& common, const AgentOptions& opts) {
   aws::AgentAliasArn arn = CheckAliasArn(common, opts.alias_arn);
   std::string session_id = opts.session_id;
@@ -381,8 +481,19 @@ void RunInvokeAgent(const CommonOptions& common, const AgentOptions& opts) {
   bedrock::BedrockResult<bedrock::AgentResult> r = session->client->InvokeAgent(request, callbacks);
   if (printed_any && !ends_with_newline && isatty(STDOUT_FILENO)) std::cout << "\n" << std::flush;
   if (!r.ok()) FailCall(r.error());
-  if (print_chunks) return;
   const bedrock::AgentResult& a = r.value();
+  const std::vector<std::string> saved = opts.files_dir.empty() ? std::vector<std::string>{}
+                                                                : SaveAgentFiles(a.files, opts.files_dir);
+  if (print_chunks) {
+    // stdout holds only the text; say on stderr what else came back.
+    for (size_t i = 0; i < a.files.size(); ++i) {
+      std::cerr << "note: the agent returned the file " << aws::internal::QuoteForMessage(a.files[i].name) << " ("
+                << a.files[i].bytes.size() << " bytes)"
+                << (i < saved.size() ? ", saved to " + saved[i] : std::string(": pass --files-dir DIR to save it"))
+                << "\n";
+    }
+    return;
+  }
   json citations = json::array();
   for (const bedrock::Citation& c : a.citations) {
     json refs = json::array();
@@ -396,17 +507,8 @@ void RunInvokeAgent(const CommonOptions& common, const AgentOptions& opts) {
               {"request_id", a.request_id},
               {"attempts", a.attempts}};
   if (opts.trace) out["trace_events"] = a.traces;
-  if (a.return_control) {
-    json invocations = json::array();
-    for (const bedrock::FunctionInvocation& f : a.return_control->invocations) {
-      json params = json::array();
-      for (const auto& p : f.parameters) params.push_back({{"name", p.name}, {"type", p.type}, {"value", p.value}});
-      invocations.push_back(
-          {{"action_group", f.action_group}, {"function", f.function}, {"parameters", std::move(params)}});
-    }
-    out["return_control"] = {{"invocation_id", a.return_control->invocation_id},
-                             {"invocations", std::move(invocations)}};
-  }
+  if (a.return_control) out["return_control"] = ReturnControlJson(*a.return_control);
+  if (!a.files.empty()) out["files"] = AgentFilesJson(a.files, saved);
   PrintJson(out);
 }
 
@@ -493,6 +595,9 @@ void RegisterBedrockCommand(CLI::App& app) {
   invoke_agent->add_flag("--end-session", agent_opts->end_session, "end the session after this call");
   invoke_agent->add_flag("--stream", agent_opts->stream, "stream the final response: print text as it arrives");
   invoke_agent->add_flag("--json", agent_opts->json_output, "with --stream: print the final JSON, not the text");
+  invoke_agent->add_option("--files-dir", agent_opts->files_dir,
+                           "save the files the agent returns (code interpreter output) in this directory")
+      ->check(CLI::ExistingDirectory);
   invoke_agent->callback([common, agent_opts] { RunInvokeAgent(*common, *agent_opts); });
 
   auto alias_arn = std::make_shared<std::string>();

@@ -1,5 +1,6 @@
 #include "engine/automation_spec.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <initializer_list>
@@ -135,6 +136,22 @@ bool IsControlName(std::string_view text) {
   if (text.empty() || text.size() > 100) return false;
   for (char c : text) {
     if (!IsAlpha(c) && !IsDigit(c) && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+// "<METHOD> <apiPath>" of an API-schema action group's operation, e.g.
+// "POST /assets/{assetId}/repairs".
+bool IsApiOperationName(std::string_view text) {
+  const size_t space = text.find(' ');
+  if (space == std::string_view::npos || text.size() > 300) return false;
+  const std::string_view method = text.substr(0, space);
+  const std::string_view path = text.substr(space + 1);
+  static constexpr std::string_view kMethods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"};
+  if (std::find(std::begin(kMethods), std::end(kMethods), method) == std::end(kMethods)) return false;
+  if (path.empty() || path[0] != '/') return false;
+  for (char c : path) {
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) return false;
   }
   return true;
 }
@@ -997,10 +1014,11 @@ void SpecParser::ParseModelStep(const json& value, const std::string& path,
           const std::string item_path = Key(controls_path, name);
           const size_t slash = name.find('/');
           if (slash == std::string::npos || !IsControlName(name.substr(0, slash)) ||
-              !IsControlName(name.substr(slash + 1))) {
+              (!IsControlName(name.substr(slash + 1)) && !IsApiOperationName(name.substr(slash + 1)))) {
             Error(item_path,
-                  "must be named \"<actionGroup>/<function>\" (letters, digits, _ and -), "
-                  "e.g. \"orders/lookup_order\"");
+                  "must be named \"<actionGroup>/<function>\" (letters, digits, _ and -), e.g. "
+                  "\"orders/lookup_order\", or for an API-schema action group \"<actionGroup>/<METHOD> "
+                  "<apiPath>\", e.g. \"assets/POST /assets/{assetId}/repairs\"");
           }
           if (!item.is_string()) {
             Error(item_path, "must be the reply text, not " + TypeName(item));

@@ -1,6 +1,7 @@
 #include "engine/executor.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <random>
 #include <utility>
@@ -1048,30 +1049,72 @@ void Executor::Send(const std::shared_ptr<RunExec>& run_ptr) {
                 return;
               }
               call.rc_results.clear();
-              for (const bedrock::FunctionInvocation& invocation : answer.return_control->invocations) {
-                const std::string key = invocation.action_group + "/" + invocation.function;
+              // Each invocation is answered by the step's reply for its key
+              // ("group/function", or "group/METHOD apiPath" for an API-schema
+              // action group), rendered with the invocation's parameters as
+              // {control.*}.
+              auto reply_for = [&](const std::string& key,
+                                   const std::vector<bedrock::InvocationParameter>& params,
+                                   std::string* text) {
                 auto reply = step.return_control.find(key);
                 if (reply == step.return_control.end()) {
-                  std::string params;
-                  for (const auto& p : invocation.parameters) params += (params.empty() ? "" : ", ") + p.name;
+                  std::string names;
+                  for (const auto& p : params) names += (names.empty() ? "" : ", ") + p.name;
                   OnCallResult(
                       run_ptr, FailedPreconditionError("unanswered return control"),
-                      LocalError("agent_returned_control",
-                                 "the agent asked Quarry to run " + key + " (parameters: " +
-                                     (params.empty() ? "none" : params) + ") but step " + step.id +
-                                     " has no return_control reply for it",
-                                 "Add \"return_control\": {\"" + key +
-                                     "\": \"reply text\"} to the step, or give the action group a Lambda "
-                                     "function in Bedrock so the agent does not return control"),
+                      LocalError(
+                          "agent_returned_control",
+                          "the agent asked Quarry to run " + key +
+                              " (parameters: " + (names.empty() ? "none" : names) + ") but step " +
+                              step.id + " has no return_control reply for it",
+                          "Add \"return_control\": {\"" + key +
+                              "\": \"reply text\"} to the step, or give the action group a Lambda "
+                              "function in Bedrock so the agent does not return control"),
                       false, "", Millis(0));
-                  return;
+                  return false;
                 }
                 Scope scope = run.scope;
                 scope.control = json::object();
-                for (const auto& p : invocation.parameters) scope.control[p.name] = p.value;
-                Result<std::string> text = Render(reply->second, scope);
-                call.rc_results.push_back(bedrock::ReturnControlResult{
-                    invocation.action_group, invocation.function, text.ok() ? text.value() : std::string(), ""});
+                for (const auto& p : params) scope.control[p.name] = p.value;
+                Result<std::string> rendered = Render(reply->second, scope);
+                *text = rendered.ok() ? rendered.value() : std::string();
+                return true;
+              };
+              for (const bedrock::FunctionInvocation& invocation :
+                   answer.return_control->invocations) {
+                std::string text;
+                if (!reply_for(invocation.action_group + "/" + invocation.function,
+                               invocation.parameters, &text)) {
+                  return;
+                }
+                call.rc_results.push_back(
+                    bedrock::ReturnControlResult::ForFunction(invocation, std::move(text)));
+              }
+              for (const bedrock::ApiInvocation& invocation :
+                   answer.return_control->api_invocations) {
+                std::vector<bedrock::InvocationParameter> params = invocation.parameters;
+                for (const auto& [media_type, properties] : invocation.request_body) {
+                  params.insert(params.end(), properties.begin(), properties.end());
+                }
+                std::string method = invocation.http_method;
+                for (char& c : method)
+                  c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+                std::string text;
+                if (!reply_for(invocation.action_group + "/" + method + " " + invocation.api_path,
+                               params, &text)) {
+                  return;
+                }
+                call.rc_results.push_back(
+                    bedrock::ReturnControlResult::ForApi(invocation, std::move(text)));
+              }
+              if (call.rc_results.empty()) {
+                OnCallResult(run_ptr, FailedPreconditionError("empty return control"),
+                             LocalError("agent_returned_control",
+                                        "the agent returned control in step " + step.id +
+                                            " without naming a function or API operation to run",
+                                        "Check the agent's action groups in the Bedrock console"),
+                             false, "", Millis(0));
+                return;
               }
               call.rc_invocation_id = answer.return_control->invocation_id;
               call.follow_up_text.clear();

@@ -534,6 +534,87 @@ std::optional<StructuredTask> FindStructuredTask(std::string_view input,
   return task;
 }
 
+// A string member of a JSON object, "" when absent or of another type (the
+// request is the client's: never let a wrong type throw).
+std::string StringMember(const json& object, std::string_view key) {
+  if (!object.is_object()) return "";
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// --- Code interpreter: "export ... as CSV".
+
+constexpr size_t kMaxFileBytes = 1'000'000;  // FileBody max in the model
+
+bool IsCsvExport(std::string_view input) {
+  if (!ContainsPhrase(input, "csv")) return false;
+  for (std::string_view verb : {"export", "download", "file", "spreadsheet", "save"}) {
+    if (ContainsPhrase(input, verb)) return true;
+  }
+  return false;
+}
+
+// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
+std::string CsvField(std::string_view value) {
+  if (value.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(value);
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+struct CsvExport {
+  std::string name{};
+  std::string content{};
+  size_t rows = 0;
+  bool truncated = false;  // stopped at kMaxFileBytes
+  std::string what{};      // "knowledge base article", "conversation turn" (singular)
+};
+
+// The knowledge-base articles matching the request (all of the version's
+// when none matches), or without knowledge bases the session's turns.
+CsvExport BuildCsvExport(std::string_view input, const AgentVersionSpec& version,
+                         const std::vector<KnowledgeBaseSpec>& knowledge_bases,
+                         const std::vector<AgentSessions::Turn>& turns) {
+  CsvExport out;
+  std::vector<std::vector<std::string>> rows;
+  if (!version.knowledge_base_ids.empty()) {
+    out.name = "articles.csv";
+    out.what = "knowledge base article";
+    out.content = "id,title,uri,text\r\n";
+    std::vector<const KnowledgeDocument*> docs;
+    for (const auto& r : Retrieve(input, version, knowledge_bases)) docs.push_back(r.doc);
+    if (docs.empty()) {
+      for (const auto& kb_id : version.knowledge_base_ids) {
+        for (const auto& kb : knowledge_bases) {
+          if (kb.id != kb_id) continue;
+          for (const auto& doc : kb.documents) docs.push_back(&doc);
+        }
+      }
+    }
+    for (const auto* doc : docs) rows.push_back({doc->id, doc->title, doc->uri, doc->text});
+  } else {
+    out.name = "conversation.csv";
+    out.what = "conversation turn";
+    out.content = "turn,user,agent\r\n";
+    for (size_t i = 0; i < turns.size(); ++i) rows.push_back({std::to_string(i + 1), turns[i].user, turns[i].agent});
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) line += (i == 0 ? "" : ",") + CsvField(row[i]);
+    line += "\r\n";
+    if (out.content.size() + line.size() > kMaxFileBytes) {
+      out.truncated = true;
+      break;
+    }
+    out.content += line;
+    ++out.rows;
+  }
+  return out;
+}
+
 // Collects the trace events of one turn.
 class Tracer {
  public:
@@ -724,6 +805,7 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
     // Results for a pending returnControl: check them before anything else.
     std::string result_text;
     std::string result_function;
+    bool result_failed = false;  // responseState FAILURE or an HTTP status >= 400
     if (results != nullptr) {
       if (session.pending_invocation_id.empty()) {
         failure = Validation("sessionState.returnControlInvocationResults were sent, but no returnControl is "
@@ -737,15 +819,61 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
                              session.pending_invocation_id + ". Send the invocationId of the returnControl event.");
         return;
       }
-      for (const auto& r : *results) {
+      const bool pending_api = !session.pending_api_path.empty();
+      const std::string pending_api_text = session.pending_http_method + " " + session.pending_api_path;
+      for (size_t i = 0; i < results->size(); ++i) {
+        const json& r = (*results)[i];
+        const std::string where = "sessionState.returnControlInvocationResults[" + std::to_string(i) + "]";
         const json* fr = r.is_object() && r.contains("functionResult") ? &r["functionResult"] : nullptr;
-        if (fr == nullptr && r.is_object() && r.contains("apiResult")) fr = &r["apiResult"];
-        if (fr == nullptr || !fr->is_object()) {
-          failure = Validation("Each returnControlInvocationResults entry must hold a functionResult (or apiResult). "
-                               "Fill functionResult{actionGroup, function, responseBody}.");
+        const json* ar = r.is_object() && r.contains("apiResult") ? &r["apiResult"] : nullptr;
+        const json* result = fr != nullptr ? fr : ar;
+        if ((fr != nullptr && ar != nullptr) || result == nullptr || !result->is_object()) {
+          failure = Validation(where + " must hold one functionResult (or apiResult) object. Fill "
+                               "functionResult{actionGroup, function, responseBody} for a function, "
+                               "apiResult{actionGroup, apiPath, httpMethod, responseBody} for an API operation.");
           return;
         }
-        const json body = fr->value("responseBody", json::object());
+        if (pending_api && fr != nullptr) {
+          failure = Validation(where + " is a functionResult, but returnControl " + session.pending_invocation_id +
+                               " asked for the API operation " + pending_api_text + " of action group " +
+                               session.pending_action_group +
+                               " (an apiInvocationInput). Reply with apiResult{actionGroup, apiPath, httpMethod, "
+                               "responseBody}.");
+          return;
+        }
+        if (!pending_api && ar != nullptr && !session.pending_action_group.empty()) {
+          failure = Validation(where + " is an apiResult, but returnControl " + session.pending_invocation_id +
+                               " asked for the function " + session.pending_function +
+                               " (a functionInvocationInput). Reply with functionResult{actionGroup, function, "
+                               "responseBody}.");
+          return;
+        }
+        if (ar != nullptr) {
+          const std::string group = StringMember(*ar, "actionGroup");
+          const std::string path = StringMember(*ar, "apiPath");
+          const std::string method = StringMember(*ar, "httpMethod");
+          if (group != session.pending_action_group) {
+            failure = Validation(where + ".apiResult.actionGroup '" + Truncate(group, 100) +
+                                 "' is not the action group of the pending apiInvocationInput (" +
+                                 session.pending_action_group + "). Send the actionGroup of the apiInvocationInput.");
+            return;
+          }
+          if (path != session.pending_api_path || !EqualsIgnoreAsciiCase(method, session.pending_http_method)) {
+            failure = Validation(where + ".apiResult is for " + (method.empty() ? "(no httpMethod)" : Truncate(method, 20)) +
+                                 " " + (path.empty() ? "(no apiPath)" : Truncate(path, 200)) +
+                                 ", but returnControl " + session.pending_invocation_id + " asked for " +
+                                 pending_api_text + ". Send the apiPath (as templated in the apiInvocationInput) "
+                                 "and httpMethod of the apiInvocationInput unchanged.");
+            return;
+          }
+          if (ar->contains("httpStatusCode") && !(*ar)["httpStatusCode"].is_number_integer()) {
+            failure = Validation(where + ".apiResult.httpStatusCode must be an integer (an HTTP status such as 200).");
+            return;
+          }
+          if (ar->contains("httpStatusCode") && (*ar)["httpStatusCode"].get<int64_t>() >= 400) result_failed = true;
+        }
+        if (StringMember(*result, "responseState") == "FAILURE") result_failed = true;
+        const json body = result->contains("responseBody") ? (*result)["responseBody"] : json::object();
         std::string text;
         if (body.is_object()) {
           for (auto it = body.begin(); it != body.end(); ++it) {
@@ -758,13 +886,19 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
         if (!result_text.empty()) result_text += " ";
         result_text += text;
         if (result_function.empty()) {
-          result_function = fr->value("function", std::string()) ;
-          if (result_function.empty()) result_function = fr->value("apiPath", std::string());
+          // An apiResult matched the pending operation (method compared ignoring case).
+          result_function = ar != nullptr ? pending_api_text : StringMember(*fr, "function");
+          if (TrimAsciiWhitespace(result_function).empty()) result_function.clear();
         }
       }
       if (result_function.empty()) {
-        const size_t slash = session.pending_function.find('/');
-        result_function = slash == std::string::npos ? session.pending_function : session.pending_function.substr(slash + 1);
+        if (pending_api) {
+          result_function = pending_api_text;
+        } else {
+          const size_t slash = session.pending_function.find('/');
+          result_function =
+              slash == std::string::npos ? session.pending_function : session.pending_function.substr(slash + 1);
+        }
       }
     }
 
@@ -827,8 +961,12 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
       std::optional<StructuredTask> structured;
       if (results == nullptr && rule == nullptr)
         structured = FindStructuredTask(input.input_text, session.turns);
+      // An explicit file export goes to the code interpreter before any
+      // action group sees the request.
+      const bool export_csv = results == nullptr && rule == nullptr && !structured &&
+                              version->code_interpreter && IsCsvExport(input.input_text);
       const ActionFunctionSpec* action = nullptr;
-      if (results == nullptr && rule == nullptr && !structured) {
+      if (results == nullptr && rule == nullptr && !structured && !export_csv) {
         for (const auto& a : version->actions) {
           for (const auto& w : a.trigger_words) {
             if (ContainsPhrase(input.input_text, w)) {
@@ -850,10 +988,13 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
                       {"actionGroupInvocationOutput", {{"text", Truncate(result_text, kMaxTurnTextBytes)}}}}}});
         rationale("The action " + group_fn + " returned a result; I will answer the user with it.");
         answer = rule != nullptr ? rule->reply
-                                 : "The " + result_function + " action completed: " +
-                                       Truncate(TrimAsciiWhitespace(result_text), kMaxTurnTextBytes);
+                                 : "The " + result_function + " action " + (result_failed ? "failed" : "completed") +
+                                       ": " + Truncate(TrimAsciiWhitespace(result_text), kMaxTurnTextBytes);
         session.pending_invocation_id.clear();
         session.pending_function.clear();
+        session.pending_action_group.clear();
+        session.pending_api_path.clear();
+        session.pending_http_method.clear();
       } else if (rule != nullptr) {
         model_output(rule->reply);
         rationale("A scripted answer applies to this request.");
@@ -867,6 +1008,32 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
         // Input text may hold invalid UTF-8, which dump() would throw on.
         answer = value.dump(-1, ' ', false, json::error_handler_t::replace);
         model_output(answer);
+      } else if (export_csv) {
+        const CsvExport file = BuildCsvExport(input.input_text, *version, knowledge_bases, session.turns);
+        rationale("The user wants a CSV file; I will write it with the code interpreter.");
+        const std::string code = "import csv\nrows = load_" + std::string(file.name == "articles.csv" ? "articles" : "turns") +
+                                 "()\nwith open('" + file.name + "', 'w', newline='') as f:\n    csv.writer(f).writerows(rows)\n";
+        model_output("<code>" + code + "</code>");
+        tracer.Add(events, "orchestrationTrace",
+                   {{"invocationInput",
+                     {{"traceId", orch_id},
+                      {"invocationType", "ACTION_GROUP_CODE_INTERPRETER"},
+                      {"codeInterpreterInvocationInput", {{"code", code}, {"files", json::array()}}}}}});
+        tracer.Add(events, "orchestrationTrace",
+                   {{"observation",
+                     {{"traceId", orch_id},
+                      {"codeInterpreterInvocationOutput",
+                       {{"executionOutput", "wrote " + std::to_string(file.rows) + " rows"},
+                        {"files", json::array({file.name})}}}}}});
+        events.push_back(AgentEvent{
+            "files",
+            {{"files", json::array({{{"name", file.name}, {"type", "text/csv"}, {"bytes", Base64Encode(file.content)}}})}},
+            false});
+        answer = "I exported " + std::to_string(file.rows) + " " + file.what + (file.rows == 1 ? "" : "s") + " to " +
+                 file.name + " (" +
+                 std::to_string(file.content.size()) + " bytes)" +
+                 (file.truncated ? ", stopping at the 1,000,000-byte file limit." : ".");
+        model_output(answer);
       } else if (action != nullptr) {
         const std::string invocation_id = UuidLike("invocation|" + seed);
         json parameters = json::array();
@@ -875,31 +1042,66 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
                                 {"type", p.type.empty() ? "string" : p.type},
                                 {"value", ExtractParameter(input.input_text, p)}});
         }
-        rationale("The user asks for something the " + action->function + " function of the " +
-                  action->action_group + " action group does; I will call it.");
-        model_output("<function_calls><invoke><tool_name>" + action->action_group + "::" + action->function +
-                     "</tool_name></invoke></function_calls>");
+        json body_properties = json::array();
+        for (const auto& p : action->request_body) {
+          body_properties.push_back({{"name", p.name},
+                                     {"type", p.type.empty() ? "string" : p.type},
+                                     {"value", ExtractParameter(input.input_text, p)}});
+        }
+        const std::string what = action->is_api() ? "the " + action->http_method + " " + action->api_path +
+                                                        " operation"
+                                                  : "the " + action->function + " function";
+        rationale("The user asks for something " + what + " of the " + action->action_group +
+                  " action group does; I will call it.");
+        const std::string tool = action->is_api() ? action->http_method + "::" + action->action_group + "::" +
+                                                        action->api_path
+                                                  : action->action_group + "::" + action->function;
+        model_output("<function_calls><invoke><tool_name>" + tool + "</tool_name></invoke></function_calls>");
+        json group_input{{"actionGroupName", action->action_group},
+                         {"executionType", "RETURN_CONTROL"},
+                         {"invocationId", invocation_id},
+                         {"parameters", parameters}};
+        json invocation_input;
+        if (action->is_api()) {
+          group_input["apiPath"] = action->api_path;
+          group_input["verb"] = AsciiToLower(action->http_method);
+          invocation_input = {{"actionGroup", action->action_group},
+                              {"httpMethod", action->http_method},
+                              {"apiPath", action->api_path},
+                              {"actionInvocationType", "RESULT"},
+                              {"parameters", parameters}};
+          if (!action->request_body.empty()) {
+            group_input["requestBody"] = {{"content", {{"application/json", body_properties}}}};
+            invocation_input["requestBody"] = {
+                {"content", {{"application/json", {{"properties", body_properties}}}}}};
+          }
+          invocation_input = {{"apiInvocationInput", std::move(invocation_input)}};
+        } else {
+          group_input["function"] = action->function;
+          invocation_input = {{"functionInvocationInput",
+                               {{"actionGroup", action->action_group},
+                                {"function", action->function},
+                                {"actionInvocationType", "RESULT"},
+                                {"parameters", parameters}}}};
+        }
         tracer.Add(events, "orchestrationTrace",
                    {{"invocationInput",
-                     {{"traceId", orch_id},
-                      {"invocationType", "ACTION_GROUP"},
-                      {"actionGroupInvocationInput",
-                       {{"actionGroupName", action->action_group},
-                        {"function", action->function},
-                        {"executionType", "RETURN_CONTROL"},
-                        {"invocationId", invocation_id},
-                        {"parameters", parameters}}}}}});
+                     {{"traceId", orch_id}, {"invocationType", "ACTION_GROUP"}, {"actionGroupInvocationInput", group_input}}}});
         events.push_back(AgentEvent{
             "returnControl",
-            {{"invocationId", invocation_id},
-             {"invocationInputs", json::array({{{"functionInvocationInput",
-                                                 {{"actionGroup", action->action_group},
-                                                  {"function", action->function},
-                                                  {"actionInvocationType", "RESULT"},
-                                                  {"parameters", parameters}}}}})}},
+            {{"invocationId", invocation_id}, {"invocationInputs", json::array({std::move(invocation_input)})}},
             false});
         session.pending_invocation_id = invocation_id;
-        session.pending_function = action->action_group + "/" + action->function;
+        session.pending_action_group = action->action_group;
+        if (action->is_api()) {
+          session.pending_function = action->action_group + ": " + action->http_method + " " + action->api_path;
+          session.pending_api_path = action->api_path;
+          session.pending_http_method = action->http_method;
+        } else {
+          session.pending_function = action->action_group + "/" + action->function;
+          session.pending_api_path.clear();
+          session.pending_http_method.clear();
+        }
         returned_control = true;
       } else if (IsMemoryQuestion(input.input_text)) {
         if (session.turns.empty()) {

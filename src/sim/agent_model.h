@@ -12,10 +12,20 @@
 //   knowledge bases; the best matches ground the answer and are cited in the
 //   chunk's attribution.
 // - Action groups: when the input mentions an action's trigger words, the
-//   agent returns control (a returnControl event with an invocationId and the
-//   function's parameters filled from the input); the next call in the same
-//   session carries sessionState.invocationId and
-//   returnControlInvocationResults, and the agent answers from them.
+//   agent returns control (a returnControl event with an invocationId and a
+//   functionInvocationInput, or for an API-schema action an apiInvocationInput
+//   with httpMethod, the templated apiPath, parameters and requestBody, their
+//   values filled from the input); the next call in the same session carries
+//   sessionState.invocationId and returnControlInvocationResults (a
+//   functionResult, or an apiResult with the same apiPath and httpMethod),
+//   and the agent answers from them. Results for another invocationId, of
+//   the other kind, or for another action group / apiPath / httpMethod are
+//   a ValidationException that says what was expected.
+// - Code interpreter (when the version enables it): "export ... as CSV"
+//   produces a `files` event with a CSV file (knowledge-base articles that
+//   match the request, all of them if none does, or the session's turns
+//   without a knowledge base; at most 1,000,000 bytes, FileBody's maximum)
+//   followed by a chunk naming the file.
 // - Sessions: per (agent, alias, sessionId) history, so a later turn can refer
 //   to an earlier one ("what did I ask before?"); endSession ends it; idle
 //   sessions expire after the agent's idleSessionTTLInSeconds.
@@ -69,13 +79,22 @@ struct ActionParameterSpec {
   bool required = false;
 };
 
-// A function-schema action group function that hands control back.
+// An action that hands control back: a function of a function-schema action
+// group (`function` set), or an operation of an API-schema (OpenAPI) action
+// group (`api_path` and `http_method` set; `parameters` are its path, query
+// and header parameters, `request_body` the properties of its
+// application/json request body).
 struct ActionFunctionSpec {
   std::string action_group{};
   std::string function{};
   std::string description{};
   std::vector<ActionParameterSpec> parameters{};
   std::vector<std::string> trigger_words{};  // case-insensitive words that invoke it
+  std::string api_path{};     // "/assets/{assetId}/repairs"
+  std::string http_method{};  // GET | POST | PUT | PATCH | DELETE
+  std::vector<ActionParameterSpec> request_body{};
+
+  bool is_api() const { return !api_path.empty(); }
 };
 
 struct GuardrailSpec {
@@ -98,6 +117,10 @@ struct AgentVersionSpec {
   std::vector<ActionFunctionSpec> actions{};
   std::optional<GuardrailSpec> guardrail{};
   std::vector<ReplyRule> rules{};  // scripted answers, as for models
+  // The AMAZON.CodeInterpreter action group is enabled: asked to export
+  // something as CSV, the agent answers with a `files` event (the CSV) and a
+  // chunk saying what it wrote.
+  bool code_interpreter = false;
 };
 
 struct AgentAliasSpec {
@@ -135,8 +158,8 @@ struct InvokeAgentInput {
   std::string memory_id{};
 };
 
-// One event of the InvokeAgent response stream: a `chunk`, `trace` or
-// `returnControl` event, or an exception (e.g. from a fault) whose type is the
+// One event of the InvokeAgent response stream: a `chunk`, `trace`, `files`
+// or `returnControl` event, or an exception (e.g. from a fault) whose type is the
 // lower-camel member name (`throttlingException`, …).
 struct AgentEvent {
   std::string type{};
@@ -156,7 +179,10 @@ class AgentSessions {
   struct Session {
     std::vector<Turn> turns{};
     std::string pending_invocation_id{};  // a returnControl awaiting results
-    std::string pending_function{};       // "group/function"
+    std::string pending_function{};       // "group/function", or "group: METHOD /path" for an API
+    std::string pending_action_group{};
+    std::string pending_api_path{};       // set when the pending invocation is an API operation
+    std::string pending_http_method{};
     MonotonicTime last_used{};
   };
   // Runs `fn` on the session (created if new, reset if idle past `ttl`), under

@@ -43,7 +43,16 @@ AgentSpec TestAgent() {
                        {"summary", "string", "what happened", false},
                        {"severity", "string", "low, medium, high or critical", false}};
   create.trigger_words = {"open a ticket", "escalate"};
-  draft.actions = {create};
+  ActionFunctionSpec repair;
+  repair.action_group = "assets";
+  repair.description = "Sends an asset for repair";
+  repair.api_path = "/assets/{assetId}/repairs";
+  repair.http_method = "POST";
+  repair.parameters = {{"assetId", "string", "asset tag", true}};
+  repair.request_body = {{"issue", "string", "what is broken", true}, {"urgent", "boolean", "loaner today", false}};
+  repair.trigger_words = {"repair request"};
+  draft.actions = {create, repair};
+  draft.code_interpreter = true;
   draft.rules = {{"magic word", "You said the magic word."}};
   agent.versions.push_back(draft);
 
@@ -64,6 +73,7 @@ AgentSpec TestAgent() {
   guardrail.blocked_topics = {{"Investments", {"stocks", "crypto"}}};
   guardrail.blocked_message = "I cannot discuss investments.";
   v3.guardrail = guardrail;
+  v3.code_interpreter = false;
   agent.versions.push_back(v3);
 
   agent.aliases = {
@@ -313,6 +323,150 @@ TEST_F(AgentModelTest, ReturnControlRoundTripAnswersFromTheFunctionResult) {
 
   // The pending call is consumed: the same results again are rejected.
   EXPECT_EQ(Error(Run("LIVEALIAS1", right)).code, "ValidationException");
+}
+
+// An apiResult reply to `invocation_id` for `method` `path` of `group`.
+InvokeAgentInput ApiReply(const std::string& session, const std::string& invocation_id, const std::string& group,
+                          const std::string& method, const std::string& path, const std::string& body,
+                          int status = 200) {
+  InvokeAgentInput input;
+  input.session_id = session;
+  input.session_state = {{"invocationId", invocation_id},
+                         {"returnControlInvocationResults",
+                          json::array({{{"apiResult",
+                                         {{"actionGroup", group},
+                                          {"httpMethod", method},
+                                          {"apiPath", path},
+                                          {"httpStatusCode", status},
+                                          {"responseBody", {{"application/json", {{"body", body}}}}}}}}})}};
+  return input;
+}
+
+TEST_F(AgentModelTest, ApiSchemaActionReturnsControlWithAnApiInvocationInputAndAcceptsAnApiResult) {
+  const auto first =
+      Events(Run("LIVEALIAS1", Input("Please file a repair request for asset LAP-0042: the hinge is cracked, yes urgent",
+                                     "api-1")));
+  const AgentEvent* rc = Find(first, "returnControl");
+  ASSERT_NE(rc, nullptr);
+  EXPECT_EQ(Find(first, "chunk"), nullptr);
+  const std::string id = rc->payload.at("invocationId");
+  ASSERT_EQ(rc->payload.at("invocationInputs").size(), 1u);
+  const json& input = rc->payload.at("invocationInputs").at(0);
+  EXPECT_FALSE(input.contains("functionInvocationInput"));
+  const json& api = input.at("apiInvocationInput");
+  EXPECT_EQ(api.at("actionGroup"), "assets");
+  EXPECT_EQ(api.at("httpMethod"), "POST");
+  EXPECT_EQ(api.at("apiPath"), "/assets/{assetId}/repairs");  // templated, as Bedrock sends it
+  EXPECT_EQ(api.at("actionInvocationType"), "RESULT");
+  ASSERT_EQ(api.at("parameters").size(), 1u);
+  EXPECT_EQ(api.at("parameters")[0], json({{"name", "assetId"}, {"type", "string"}, {"value", "LAP-0042"}}));
+  const json& properties = api.at("requestBody").at("content").at("application/json").at("properties");
+  ASSERT_EQ(properties.size(), 2u);
+  EXPECT_EQ(properties[0].at("name"), "issue");
+  EXPECT_THAT(properties[0].at("value").get<std::string>(), HasSubstr("hinge is cracked"));
+  EXPECT_EQ(properties[1], json({{"name", "urgent"}, {"type", "boolean"}, {"value", "true"}}));
+
+  // The method is compared ignoring case; the answer comes from the body.
+  const std::string answer = Answer(Events(Run(
+      "LIVEALIAS1", ApiReply("api-1", id, "assets", "post", "/assets/{assetId}/repairs", R"({"repairId":"R-77"})", 201))));
+  EXPECT_THAT(answer, HasSubstr("POST /assets/{assetId}/repairs action completed"));
+  EXPECT_THAT(answer, HasSubstr("R-77"));
+  // Consumed: the same reply again has nothing to answer.
+  EXPECT_THAT(Error(Run("LIVEALIAS1", ApiReply("api-1", id, "assets", "POST", "/assets/{assetId}/repairs", "{}")))
+                  .message,
+              HasSubstr("no returnControl is pending"));
+}
+
+TEST_F(AgentModelTest, ApiResultsThatDoNotMatchThePendingInvocationAreRejectedAndKeepItPending) {
+  const auto first = Events(Run("LIVEALIAS1", Input("repair request for LAP-7: keyboard", "api-2")));
+  const AgentEvent* rc = Find(first, "returnControl");
+  ASSERT_NE(rc, nullptr);
+  const std::string id = rc->payload.at("invocationId");
+  const std::string path = "/assets/{assetId}/repairs";
+
+  aws::AwsError e = Error(Run("LIVEALIAS1", ApiReply("api-2", "not-the-id", "assets", "POST", path, "{}")));
+  EXPECT_EQ(e.code, "ValidationException");
+  EXPECT_EQ(e.http_status, 400);
+  EXPECT_THAT(e.message, HasSubstr("does not match the pending returnControl invocationId " + id));
+
+  e = Error(Run("LIVEALIAS1", ApiReply("api-2", id, "assets", "POST", "/assets/LAP-7/repairs", "{}")));
+  EXPECT_EQ(e.code, "ValidationException");
+  EXPECT_THAT(e.message, HasSubstr("apiResult is for POST /assets/LAP-7/repairs, but returnControl " + id +
+                                   " asked for POST /assets/{assetId}/repairs"));
+
+  e = Error(Run("LIVEALIAS1", ApiReply("api-2", id, "assets", "GET", path, "{}")));
+  EXPECT_THAT(e.message, HasSubstr("apiResult is for GET /assets/{assetId}/repairs"));
+
+  e = Error(Run("LIVEALIAS1", ApiReply("api-2", id, "inventory", "POST", path, "{}")));
+  EXPECT_THAT(e.message, HasSubstr("actionGroup 'inventory' is not the action group of the pending apiInvocationInput"));
+
+  InvokeAgentInput function_reply = Input("", "api-2");
+  function_reply.session_state = {
+      {"invocationId", id},
+      {"returnControlInvocationResults",
+       json::array({{{"functionResult", {{"actionGroup", "assets"}, {"function", "repair"}}}}})}};
+  e = Error(Run("LIVEALIAS1", function_reply));
+  EXPECT_THAT(e.message, HasSubstr("is a functionResult, but returnControl " + id +
+                                   " asked for the API operation POST /assets/{assetId}/repairs"));
+
+  InvokeAgentInput bad_status = ApiReply("api-2", id, "assets", "POST", path, "{}");
+  bad_status.session_state["returnControlInvocationResults"][0]["apiResult"]["httpStatusCode"] = "200";
+  EXPECT_THAT(Error(Run("LIVEALIAS1", bad_status)).message, HasSubstr("httpStatusCode must be an integer"));
+
+  // Still pending: a right reply works, and a 5xx result is reported as a failure.
+  const std::string answer =
+      Answer(Events(Run("LIVEALIAS1", ApiReply("api-2", id, "assets", "POST", path, "repair service down", 503))));
+  EXPECT_THAT(answer, HasSubstr("action failed: repair service down"));
+}
+
+TEST_F(AgentModelTest, AnApiResultForAPendingFunctionIsRejected) {
+  const auto first = Events(Run("LIVEALIAS1", Input("Please open a ticket for bo@example.com", "api-3")));
+  const AgentEvent* rc = Find(first, "returnControl");
+  ASSERT_NE(rc, nullptr);
+  const aws::AwsError e = Error(Run(
+      "LIVEALIAS1", ApiReply("api-3", rc->payload.at("invocationId"), "tickets", "POST", "/tickets", "{}")));
+  EXPECT_EQ(e.code, "ValidationException");
+  EXPECT_THAT(e.message, HasSubstr("is an apiResult, but returnControl"));
+  EXPECT_THAT(e.message, HasSubstr("asked for the function tickets/create_ticket"));
+}
+
+TEST_F(AgentModelTest, CodeInterpreterExportsMatchingArticlesAsACsvFile) {
+  InvokeAgentInput input = Input("Export the VPN articles as CSV", "csv-1");
+  input.enable_trace = true;
+  const auto events = Events(Run("LIVEALIAS1", input));
+  const AgentEvent* files = Find(events, "files");
+  ASSERT_NE(files, nullptr);
+  ASSERT_EQ(files->payload.at("files").size(), 1u);
+  const json& file = files->payload.at("files")[0];
+  EXPECT_EQ(file.at("name"), "articles.csv");
+  EXPECT_EQ(file.at("type"), "text/csv");
+  auto bytes = Base64Decode(file.at("bytes").get<std::string>());
+  ASSERT_TRUE(bytes.ok());
+  const std::string csv(bytes.value().begin(), bytes.value().end());
+  // RFC 4180: CRLF lines, a field with a comma or quote is quoted.
+  EXPECT_THAT(csv, ::testing::StartsWith("id,title,uri,text\r\ndoc-vpn,VPN guide,s3://handbook/vpn.md,\"The VPN client"));
+  EXPECT_THAT(csv, Not(HasSubstr("doc-password")));
+  EXPECT_THAT(Answer(events), HasSubstr("I exported 1 knowledge base article to articles.csv ("));
+  // The file comes before the answer, and the trace shows the interpreter.
+  EXPECT_LT(files - events.data(), Find(events, "chunk") - events.data());
+  bool interpreter = false;
+  for (const json& t : Traces(events, "orchestrationTrace")) {
+    if (t.contains("invocationInput") && t["invocationInput"]["invocationType"] == "ACTION_GROUP_CODE_INTERPRETER") {
+      interpreter = true;
+    }
+  }
+  EXPECT_TRUE(interpreter);
+
+  // Nothing matches: every article of the knowledge base.
+  const auto all = Events(Run("LIVEALIAS1", Input("Export everything as a CSV file", "csv-2")));
+  ASSERT_NE(Find(all, "files"), nullptr);
+  EXPECT_THAT(Answer(all), HasSubstr("I exported 2 knowledge base articles"));
+}
+
+TEST_F(AgentModelTest, WithoutTheCodeInterpreterAnExportRequestGetsNoFile) {
+  const auto events = Events(Run("GUARDED001", Input("Export the VPN articles as CSV", "csv-3")));
+  EXPECT_EQ(Find(events, "files"), nullptr);
+  EXPECT_FALSE(Answer(events).empty());
 }
 
 TEST_F(AgentModelTest, ResultsWithoutPendingInvocationAreRejected) {
@@ -711,6 +865,20 @@ TEST_F(AgentModelTest, EventPayloadsMatchTheBotocoreModel) {
                                            {"function", "create_ticket"},
                                            {"responseBody", {{"TEXT", {{"body", "done"}}}}}}}}})}};
   collect(Run("LIVEALIAS1", result));
+  InvokeAgentInput api = Input("File a repair request for LAP-9: the fan is loud", "oracle-api");
+  api.enable_trace = true;
+  const auto api_outcome = Run("LIVEALIAS1", api);
+  collect(api_outcome);
+  const auto api_events = Events(api_outcome);
+  const AgentEvent* api_rc = Find(api_events, "returnControl");
+  ASSERT_NE(api_rc, nullptr);
+  InvokeAgentInput api_result = ApiReply("oracle-api", api_rc->payload["invocationId"], "assets", "POST",
+                                         "/assets/{assetId}/repairs", "{\"repairId\": \"R-1\"}", 201);
+  api_result.enable_trace = true;
+  collect(Run("LIVEALIAS1", api_result));
+  InvokeAgentInput csv = Input("Export the password articles as CSV", "oracle-csv");
+  csv.enable_trace = true;
+  collect(Run("LIVEALIAS1", csv));
   InvokeAgentInput guarded = Input("Tell me about crypto", "oracle");
   guarded.enable_trace = true;
   collect(Run("GUARDED001", guarded));

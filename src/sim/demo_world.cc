@@ -143,7 +143,7 @@ std::string DemoWorldConfigText() {
   ],
   "agents": [
     {
-      "_comment": "An IT-support triage agent. Versions (DRAFT first), aliases (PRODALIAS1 -> version 1; NOVERSION1 has no version, for the troubleshooting case; TSTALIASID, the draft alias, is implied), a knowledge base, an action group that returns control, and a guardrail.",
+      "_comment": "An IT-support triage agent. Versions (DRAFT first), aliases (PRODALIAS1 -> version 1; NOVERSION1 has no version, for the troubleshooting case; TSTALIASID, the draft alias, is implied), a knowledge base, two action groups that return control (ticketing: a function schema; assets: an API schema, POST /assets/{assetId}/repairs), the code interpreter (\"export ... as CSV\" returns a CSV file), and a guardrail.",
       "id": "HELPDESK01",
       "name": "it-helpdesk",
       "account": "111122223333",
@@ -162,8 +162,19 @@ std::string DemoWorldConfigText() {
             "parameters": [
               {"name": "summary", "type": "string", "description": "One-line summary of the problem.", "required": true},
               {"name": "priority", "type": "string", "description": "low, medium or high.", "required": false}
+            ]},
+           {"action_group": "assets", "api_path": "/assets/{assetId}/repairs", "http_method": "POST",
+            "description": "Send a laptop or other asset for repair (OpenAPI operation).",
+            "trigger_words": ["repair request", "send for repair", "loaner"],
+            "parameters": [
+              {"name": "assetId", "type": "string", "description": "Asset tag, e.g. LAP-0042.", "required": true}
+            ],
+            "request_body": [
+              {"name": "issue", "type": "string", "description": "What is broken.", "required": true},
+              {"name": "urgent", "type": "boolean", "description": "Whether a loaner is needed today.", "required": false}
             ]}
          ],
+         "code_interpreter": true,
          "guardrail": {"id": "gr0helpdesk1", "version": "1", "blocked_message": "Sorry, the IT helpdesk cannot help with that topic.",
                        "blocked_topics": [{"name": "salaries", "words": ["salary", "salaries", "payroll"]}]}},
         {"version": "1", "prepared": true,
@@ -176,8 +187,19 @@ std::string DemoWorldConfigText() {
             "parameters": [
               {"name": "summary", "type": "string", "description": "One-line summary of the problem.", "required": true},
               {"name": "priority", "type": "string", "description": "low, medium or high.", "required": false}
+            ]},
+           {"action_group": "assets", "api_path": "/assets/{assetId}/repairs", "http_method": "POST",
+            "description": "Send a laptop or other asset for repair (OpenAPI operation).",
+            "trigger_words": ["repair request", "send for repair", "loaner"],
+            "parameters": [
+              {"name": "assetId", "type": "string", "description": "Asset tag, e.g. LAP-0042.", "required": true}
+            ],
+            "request_body": [
+              {"name": "issue", "type": "string", "description": "What is broken.", "required": true},
+              {"name": "urgent", "type": "boolean", "description": "Whether a loaner is needed today.", "required": false}
             ]}
          ],
+         "code_interpreter": true,
          "guardrail": {"id": "gr0helpdesk1", "version": "1", "blocked_message": "Sorry, the IT helpdesk cannot help with that topic.",
                        "blocked_topics": [{"name": "salaries", "words": ["salary", "salaries", "payroll"]}]},
          "rules": [{"match": "quick triage line", "reply": "{\"category\": \"network\", \"priority\": \"medium\"}"}]}

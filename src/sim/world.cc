@@ -317,26 +317,70 @@ Status ReadAgentVersion(const json& v, const std::string& path, AgentVersionSpec
   QUARRY_RETURN_IF_ERROR(r.String("instruction", &version->instruction, false));
   QUARRY_RETURN_IF_ERROR(r.String("foundation_model", &version->foundation_model, true));
   QUARRY_RETURN_IF_ERROR(r.Strings("knowledge_base_ids", &version->knowledge_base_ids));
+  QUARRY_RETURN_IF_ERROR(r.Bool("code_interpreter", &version->code_interpreter));
   QUARRY_RETURN_IF_ERROR(r.Objects("actions", [&](const json& a, const std::string& apath) -> Status {
     ObjectReader ar(a, apath);
     ActionFunctionSpec action;
     QUARRY_RETURN_IF_ERROR(ar.String("action_group", &action.action_group, true));
-    QUARRY_RETURN_IF_ERROR(ar.String("function", &action.function, true));
+    // A function-schema function, or an API-schema operation (api_path + http_method).
+    QUARRY_RETURN_IF_ERROR(ar.String("function", &action.function, false));
+    QUARRY_RETURN_IF_ERROR(ar.String("api_path", &action.api_path, false));
+    QUARRY_RETURN_IF_ERROR(ar.String("http_method", &action.http_method, false));
+    if (action.function.empty() == action.api_path.empty()) {
+      return InvalidArgumentError(apath + " needs either \"function\" (a function-schema action group) or "
+                                  "\"api_path\" and \"http_method\" (an API-schema action group), not both");
+    }
+    if (action.is_api()) {
+      if (action.api_path.front() != '/') {
+        return InvalidArgumentError(ar.Path("api_path") + " \"" + action.api_path +
+                                    "\" must start with '/', e.g. /assets/{assetId}");
+      }
+      if (action.http_method.empty()) {
+        return InvalidArgumentError(ar.Path("http_method") + " is missing; it is required with api_path (GET, POST, ...)");
+      }
+      QUARRY_RETURN_IF_ERROR(
+          CheckOneOf(action.http_method, {"GET", "POST", "PUT", "PATCH", "DELETE"}, ar.Path("http_method")));
+    } else if (!action.http_method.empty()) {
+      return InvalidArgumentError(ar.Path("http_method") + " only goes with api_path; a function has no HTTP method");
+    }
     QUARRY_RETURN_IF_ERROR(ar.String("description", &action.description, false));
     QUARRY_RETURN_IF_ERROR(ar.Strings("trigger_words", &action.trigger_words, true));
-    QUARRY_RETURN_IF_ERROR(ar.Objects("parameters", [&](const json& p, const std::string& ppath) -> Status {
-      ObjectReader pr(p, ppath);
-      ActionParameterSpec param;
-      QUARRY_RETURN_IF_ERROR(pr.String("name", &param.name, true));
-      param.type = "string";
-      QUARRY_RETURN_IF_ERROR(pr.String("type", &param.type, false));
-      QUARRY_RETURN_IF_ERROR(CheckOneOf(param.type, {"string", "number", "integer", "boolean", "array"}, pr.Path("type")));
-      QUARRY_RETURN_IF_ERROR(pr.String("description", &param.description, false));
-      QUARRY_RETURN_IF_ERROR(pr.Bool("required", &param.required));
-      QUARRY_RETURN_IF_ERROR(pr.Finish());
-      action.parameters.push_back(std::move(param));
-      return Status();
-    }));
+    auto read_parameters = [&](std::string_view key, std::vector<ActionParameterSpec>* out) {
+      return ar.Objects(key, [&](const json& p, const std::string& ppath) -> Status {
+        ObjectReader pr(p, ppath);
+        ActionParameterSpec param;
+        QUARRY_RETURN_IF_ERROR(pr.String("name", &param.name, true));
+        param.type = "string";
+        QUARRY_RETURN_IF_ERROR(pr.String("type", &param.type, false));
+        QUARRY_RETURN_IF_ERROR(
+            CheckOneOf(param.type, {"string", "number", "integer", "boolean", "array"}, pr.Path("type")));
+        QUARRY_RETURN_IF_ERROR(pr.String("description", &param.description, false));
+        QUARRY_RETURN_IF_ERROR(pr.Bool("required", &param.required));
+        QUARRY_RETURN_IF_ERROR(pr.Finish());
+        out->push_back(std::move(param));
+        return Status();
+      });
+    };
+    QUARRY_RETURN_IF_ERROR(read_parameters("parameters", &action.parameters));
+    QUARRY_RETURN_IF_ERROR(read_parameters("request_body", &action.request_body));
+    if (!action.is_api() && !action.request_body.empty()) {
+      return InvalidArgumentError(ar.Path("request_body") + " only goes with api_path; a function takes parameters");
+    }
+    // Every {name} of the path template must be a declared parameter.
+    for (size_t open = action.api_path.find('{'); open != std::string::npos;
+         open = action.api_path.find('{', open + 1)) {
+      const size_t close = action.api_path.find('}', open);
+      if (close == std::string::npos) {
+        return InvalidArgumentError(ar.Path("api_path") + " has a '{' without '}'");
+      }
+      const std::string name = action.api_path.substr(open + 1, close - open - 1);
+      const bool declared = std::any_of(action.parameters.begin(), action.parameters.end(),
+                                        [&](const ActionParameterSpec& p) { return p.name == name; });
+      if (!declared) {
+        return InvalidArgumentError(ar.Path("api_path") + " uses {" + name + "}, which is not in " +
+                                    ar.Path("parameters") + "; declare it there");
+      }
+    }
     QUARRY_RETURN_IF_ERROR(ar.Finish());
     version->actions.push_back(std::move(action));
     return Status();

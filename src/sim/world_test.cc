@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 namespace quarry::sim {
 namespace {
 
@@ -40,6 +42,40 @@ TEST(WorldTest, DemoWorldIsValidAndHasTheTroubleshootingCases) {
   EXPECT_TRUE(agent->FindAlias(kDemoUnboundAliasId)->agent_version.empty());
   EXPECT_TRUE(agent->FindAlias("TSTALIASID").has_value());
   EXPECT_EQ(world.knowledge_bases.at(0).documents.size(), 4u);
+}
+
+TEST(WorldTest, ApiSchemaActionsAndTheCodeInterpreterAreReadAndChecked) {
+  WorldConfig world = DemoWorld();
+  const AgentVersionSpec* v1 = world.FindAgent("us-east-1", kDemoAgentId)->FindVersion("1");
+  ASSERT_NE(v1, nullptr);
+  EXPECT_TRUE(v1->code_interpreter);
+  ASSERT_EQ(v1->actions.size(), 2u);
+  EXPECT_FALSE(v1->actions[0].is_api());
+  EXPECT_TRUE(v1->actions[1].is_api());
+  EXPECT_EQ(v1->actions[1].http_method, "POST");
+  EXPECT_EQ(v1->actions[1].api_path, "/assets/{assetId}/repairs");
+  EXPECT_EQ(v1->actions[1].request_body.size(), 2u);
+
+  json doc = json::parse(DemoWorldConfigText());
+  json& action = doc["agents"][0]["versions"][0]["actions"][1];
+  auto with = [&](const std::function<void(json&)>& change) {
+    json copy = doc;
+    change(copy["agents"][0]["versions"][0]["actions"][1]);
+    return ErrorOf(copy);
+  };
+  ASSERT_TRUE(action.contains("api_path"));
+  EXPECT_NE(with([](json& a) { a["function"] = "repair"; }).find("either \"function\""), std::string::npos);
+  EXPECT_NE(with([](json& a) { a.erase("http_method"); }).find("http_method is missing"), std::string::npos);
+  EXPECT_NE(with([](json& a) { a["http_method"] = "FETCH"; }).find("must be one of GET"), std::string::npos);
+  EXPECT_NE(with([](json& a) { a["api_path"] = "assets"; }).find("must start with '/'"), std::string::npos);
+  EXPECT_NE(with([](json& a) { a["api_path"] = "/assets/{tag}"; }).find("uses {tag}, which is not in"),
+            std::string::npos);
+  EXPECT_NE(with([](json& a) {
+              a.erase("api_path");
+              a.erase("http_method");
+              a["function"] = "repair";
+            }).find("request_body only goes with api_path"),
+            std::string::npos);
 }
 
 TEST(WorldTest, PrintedConfigHasCommentsAndParses) {

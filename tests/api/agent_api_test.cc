@@ -313,6 +313,37 @@ TEST_F(AgentApiTest, ReturnControlRoundTrip) {
   EXPECT_THAT(events.back().data["text"].get<std::string>(), HasSubstr("TCK-42"));
 }
 
+TEST_F(AgentApiTest, ReturnControlOfAnApiOperationRoundTrip) {
+  const std::string chat = StartChat(ConnectDemo());
+  ApiReply asked = Say(chat, {{"text", "Please file a repair request for asset LAP-0042, the hinge broke"}});
+  ASSERT_EQ(asked.status, 200) << asked.Describe();
+  std::vector<SseEvent> events = ParseSse(asked.body);
+  const SseEvent* rc = Find(events, "return_control");
+  ASSERT_NE(rc, nullptr) << asked.body;
+  ASSERT_FALSE(rc->data["invocations"].empty()) << asked.body;
+  const json& invocation = rc->data["invocations"][0];
+  EXPECT_EQ(invocation["api_path"], "/assets/{assetId}/repairs") << asked.body;
+  EXPECT_EQ(invocation["http_method"], "POST") << asked.body;
+
+  // A result that names neither a function nor an operation is refused.
+  ExpectError(Say(chat, {{"return_control",
+                          {{"invocation_id", rc->data["invocation_id"]},
+                           {"results", {{{"action_group", "assets"}, {"response_body", "{}"}}}}}}}),
+              400, "validation_failed");
+  ApiReply answered = Say(chat, {{"return_control",
+                                  {{"invocation_id", rc->data["invocation_id"]},
+                                   {"results",
+                                    {{{"action_group", "assets"},
+                                      {"api_path", invocation["api_path"]},
+                                      {"http_method", invocation["http_method"]},
+                                      {"http_status_code", 201},
+                                      {"response_body", "{\"repair\": \"R-77\"}"}}}}}}});
+  ASSERT_EQ(answered.status, 200) << answered.Describe();
+  events = ParseSse(answered.body);
+  ASSERT_EQ(events.back().name, "done") << answered.body;
+  EXPECT_THAT(events.back().data["text"].get<std::string>(), HasSubstr("R-77"));
+}
+
 TEST_F(AgentApiTest, RestrictedUserChatIsExplainedAsAccessDenied) {
   ApiReply created = fx_.Call(
       "POST", "/api/v1/providers", fx_.admin_token,

@@ -32,6 +32,7 @@ using nlohmann::json;
 using ::testing::AnyOf;
 using ::testing::Contains;
 using ::testing::Eq;
+using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
 const std::string kAlias =
@@ -408,6 +409,50 @@ TEST_F(AutomationApiTest, OnDemandInvokeReturnsOutputs) {
   ASSERT_EQ(again.status, 200) << again.Describe();
   EXPECT_EQ(again.json["id"], r.json["id"]);
   EXPECT_EQ(Runs(id).size(), 1u);
+}
+
+// The demo agent hands control back for its API-schema action group
+// ("assets", POST /assets/{assetId}/repairs); the step's reply for that
+// operation is sent back as an apiResult and the agent finishes with it.
+TEST_F(AutomationApiTest, ReturnedControlOfAnApiOperationIsAnsweredFromTheStep) {
+  json step = {{"id", "repair"},
+               {"type", "run_agent_task"},
+               {"agent", agent_},
+               {"task", "Please file a repair request for asset {trigger.inputs.asset}: {trigger.inputs.issue}"}};
+  json definition = Definition({{"type", "on_demand"},
+                                {"inputs",
+                                 {{{"name", "asset"}, {"type", "text"}, {"required", true}},
+                                  {{"name", "issue"}, {"type", "text"}, {"required", true}}}}},
+                               {step}, "Repairs without a reply");
+  definition["outputs"] = {{"answer", "{steps.repair.text}"}};
+  const json inputs = {{"inputs", {{"asset", "LAP-0042"}, {"issue", "the screen flickers"}}},
+                       {"wait_seconds", 60}};
+
+  // Without a reply for the operation the step fails and names the key to add.
+  const std::string unanswered = CreateAndPublish(definition);
+  ApiReply r = f().Call("POST", "/api/v1/automations/" + unanswered + "/invoke", f().member_token, inputs);
+  ASSERT_EQ(r.status, 200) << r.Describe();
+  EXPECT_EQ(r.json["status"], "failed") << r.Describe();
+  EXPECT_EQ(r.json["error"].value("code", ""), "agent_returned_control") << r.Describe();
+  EXPECT_THAT(r.json["error"].value("hint", ""), HasSubstr("assets/POST /assets/{assetId}/repairs"))
+      << r.Describe();
+
+  definition["name"] = "Repairs";
+  definition["steps"][0]["return_control"] = {
+      {"assets/POST /assets/{assetId}/repairs", "Repair order R-1 opened for {control.assetId}"}};
+  const std::string answered = CreateAndPublish(definition);
+  r = f().Call("POST", "/api/v1/automations/" + answered + "/invoke", f().member_token, inputs);
+  ASSERT_EQ(r.status, 200) << r.Describe();
+  EXPECT_EQ(r.json["status"], "succeeded") << r.Describe();
+  EXPECT_THAT(r.json["outputs"].value("answer", ""), HasSubstr("Repair order R-1 opened for LAP-0042"))
+      << r.Describe();
+
+  // A reply key that is neither a function nor "<METHOD> <path>" is refused.
+  definition["steps"][0]["return_control"] = {{"assets/FETCH assets", "x"}};
+  ApiReply bad = f().Call("POST", "/api/v1/automations/" + answered + "/validate", f().builder_token,
+                          {{"definition", definition}});
+  ExpectError(bad, 400, "validation_failed");
+  EXPECT_TRUE(BadFields(bad).count("steps[0].return_control.assets/FETCH assets")) << bad.Describe();
 }
 
 // A run whose last step writes the record ends in that step's transaction;

@@ -7,12 +7,15 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common/encoding.h"
 #include "tests/support/process.h"
 #include "tests/support/sim_process.h"
 #include "tests/support/scratch_dir.h"
@@ -212,6 +215,53 @@ TEST_F(BedrockCliTest, InvokeAgentReportsReturnOfControl) {
   json j = ParseStdout(r);
   ASSERT_TRUE(j.contains("return_control")) << r.stdout_text;
   EXPECT_EQ(j["return_control"]["invocations"][0]["function"], "create_ticket");
+}
+
+TEST_F(BedrockCliTest, InvokeAgentReportsAnApiSchemaReturnOfControl) {
+  ProcessResult r = Bedrock({"invoke-agent", "--alias-arn", AliasArn(), "--prompt",
+                             "Please file a repair request for asset LAP-0042: the screen flickers", "--session-id",
+                             "cli-test-api"});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  json j = ParseStdout(r);
+  ASSERT_TRUE(j.contains("return_control")) << r.stdout_text;
+  EXPECT_TRUE(j["return_control"]["invocations"].empty());
+  const json& api = j["return_control"]["api_invocations"][0];
+  EXPECT_EQ(api["action_group"], "assets");
+  EXPECT_EQ(api["http_method"], "POST");
+  EXPECT_EQ(api["api_path"], "/assets/{assetId}/repairs");
+  EXPECT_EQ(api["parameters"][0]["value"], "LAP-0042");
+  EXPECT_EQ(api["request_body"]["application/json"].size(), 2u) << r.stdout_text;
+  EXPECT_EQ(api["action_invocation_type"], "RESULT");
+}
+
+TEST_F(BedrockCliTest, InvokeAgentPrintsAndSavesTheFilesTheAgentReturns) {
+  ScratchDir dir;
+  ProcessResult r = Bedrock({"invoke-agent", "--alias-arn", AliasArn(), "--prompt", "Export the VPN articles as CSV",
+                             "--session-id", "cli-test-files", "--files-dir", dir.path()});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  json j = ParseStdout(r);
+  ASSERT_TRUE(j.contains("files")) << r.stdout_text;
+  ASSERT_EQ(j["files"].size(), 1u);
+  const json& file = j["files"][0];
+  EXPECT_EQ(file["name"], "articles.csv");
+  EXPECT_EQ(file["type"], "text/csv");
+  auto content = Base64Decode(file["content_base64"].get<std::string>());
+  ASSERT_TRUE(content.ok());
+  EXPECT_EQ(file["size"].get<size_t>(), content.value().size());
+  EXPECT_EQ(content.value().rfind("id,title,uri,text\r\n", 0), 0u);
+  EXPECT_EQ(file["saved_to"], dir.Path("articles.csv"));
+  std::ifstream saved(dir.Path("articles.csv"), std::ios::binary);
+  const std::string on_disk((std::istreambuf_iterator<char>(saved)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(on_disk, content.value());
+  EXPECT_NE(j["completion"].get<std::string>().find("articles.csv"), std::string::npos);
+
+  // Streaming the text: stdout is only the text, the file is mentioned on stderr.
+  ProcessResult streamed = Bedrock({"invoke-agent", "--alias-arn", AliasArn(), "--prompt",
+                                    "Export the VPN articles as CSV", "--session-id", "cli-test-files-2", "--stream"});
+  ASSERT_EQ(streamed.exit_code, 0) << streamed.stderr_text;
+  EXPECT_NE(streamed.stdout_text.find("articles.csv"), std::string::npos);
+  EXPECT_NE(streamed.stderr_text.find("note: the agent returned the file 'articles.csv'"), std::string::npos)
+      << streamed.stderr_text;
 }
 
 TEST_F(BedrockCliTest, AliasReportsAPreparedAliasAndOneWithoutAVersion) {
