@@ -242,6 +242,8 @@ std::string_view EventStreamErrorKindName(EventStreamErrorKind kind) {
       return "MessageChecksumMismatch";
     case EventStreamErrorKind::kLengthOutOfBounds:
       return "LengthOutOfBounds";
+    case EventStreamErrorKind::kMessageTooLarge:
+      return "MessageTooLarge";
     case EventStreamErrorKind::kTruncatedHeaders:
       return "TruncatedHeaders";
     case EventStreamErrorKind::kUnknownHeaderType:
@@ -291,7 +293,7 @@ Status EventStreamDecoder::StartMessage() {
                             message_offset_, total, kEventStreamMinMessageSize));
   }
   if (total > options_.max_message_size) {
-    return Fail(EventStreamErrorKind::kLengthOutOfBounds,
+    return Fail(EventStreamErrorKind::kMessageTooLarge,
                 fmt::format("the message at stream offset {} declares total_length={}, above the "
                             "limit of {} bytes; refusing to buffer it (raise max_message_size only "
                             "if the service really sends messages that large)",

@@ -169,9 +169,13 @@ enum class EventStreamErrorKind {
   kPreludeChecksumMismatch,
   // The message CRC does not match: the message was corrupted in transit.
   kMessageChecksumMismatch,
-  // total_length < 16, headers_length > total_length - 16, total_length above
-  // the configured maximum, or headers_length above the headers maximum.
+  // total_length < 16, headers_length > total_length - 16, or headers_length
+  // above the headers maximum: the sender is broken.
   kLengthOutOfBounds,
+  // total_length above the configured max_message_size (prelude checksum
+  // good): the stream may be sound, this message is just larger than the
+  // reader accepts.
+  kMessageTooLarge,
   // A header runs past the end of the headers section.
   kTruncatedHeaders,
   // A header type code outside 0..9.

@@ -285,7 +285,7 @@ TEST(EventStreamTest, RejectsOversizeLengthsBeforeBufferingAnything) {
   const Status status = decoder.Feed(RawPrelude(0xfffffff0u, 0), &out);
   EXPECT_FALSE(status.ok());
   ASSERT_TRUE(decoder.error().has_value());
-  EXPECT_EQ(decoder.error()->kind, EventStreamErrorKind::kLengthOutOfBounds);
+  EXPECT_EQ(decoder.error()->kind, EventStreamErrorKind::kMessageTooLarge);
   EXPECT_THAT(status.message(), HasSubstr("total_length=4294967280"));
 
   const DecodeOutcome headers_too_big = DecodeWhole(RawPrelude(200 * 1024, 129 * 1024));
@@ -295,7 +295,7 @@ TEST(EventStreamTest, RejectsOversizeLengthsBeforeBufferingAnything) {
 TEST(EventStreamTest, HonoursAConfiguredMaximumMessageSize) {
   const std::string frame = MustEncode(Message{{}, std::string(2000, 'x')});
   EXPECT_EQ(DecodeWhole(frame, {.max_message_size = 1024}).kind,
-            EventStreamErrorKind::kLengthOutOfBounds);
+            EventStreamErrorKind::kMessageTooLarge);
   EXPECT_TRUE(DecodeWhole(frame, {.max_message_size = frame.size()}).status.ok());
 }
 

@@ -596,9 +596,7 @@ class BedrockClient::Impl {
   // event is just bigger than this client accepts.
   static bool IsFrameOverLimit(const aws::EventStreamDecoder& decoder) {
     const auto& error = decoder.error();
-    return error && error->kind == aws::EventStreamErrorKind::kLengthOutOfBounds &&
-           error->message.find("total_length=") != std::string::npos &&
-           error->message.find(", above the limit") != std::string::npos;
+    return error && error->kind == aws::EventStreamErrorKind::kMessageTooLarge;
   }
 
   static BedrockError FrameTooLargeError(CallState& state) {
