@@ -1020,17 +1020,8 @@ void Executor::Send(const std::shared_ptr<RunExec>& run_ptr) {
     call.handle = client.value()->InvokeAgent(
         request, {}, [this, run_ptr](bedrock::BedrockResult<bedrock::AgentResult> result) {
           Post(run_ptr, [this, run_ptr, result = std::move(result)](RunExec& run) {
+            if (!CallArrived(run_ptr, result.ok() ? nullptr : &result.error())) return;
             RunExec::Call& call = run.call;
-            call.handle = bedrock::CallHandle();  // its state holds this closure: break the cycle
-            run.bedrock_us += MicrosSince(call.sent_at, *deps_.clock);
-            if (!result.ok()) {
-              const bedrock::BedrockError& error = result.error();
-              if (!error.aws.request_id.empty()) call.request_ids.push_back(error.aws.request_id);
-              if (error.aws.code == "ThrottlingException") deps_.limiter->OnThrottled(call.limit_key);
-              OnCallResult(run_ptr, error.status, BedrockErrorJson(error), error.retryable,
-                           ErrorClassOf(error), error.aws.retry_after.value_or(Millis(0)));
-              return;
-            }
             const bedrock::AgentResult& answer = result.value();
             call.request_ids.push_back(answer.request_id);
             int64_t in = 0, out = 0;
@@ -1165,17 +1156,8 @@ void Executor::Send(const std::shared_ptr<RunExec>& run_ptr) {
     call.handle = client.value()->InvokeModel(
         request, [this, run_ptr](bedrock::BedrockResult<bedrock::ModelResult> result) {
           Post(run_ptr, [this, run_ptr, result = std::move(result)](RunExec& run) {
+            if (!CallArrived(run_ptr, result.ok() ? nullptr : &result.error())) return;
             RunExec::Call& call = run.call;
-            call.handle = bedrock::CallHandle();  // its state holds this closure: break the cycle
-            run.bedrock_us += MicrosSince(call.sent_at, *deps_.clock);
-            if (!result.ok()) {
-              const bedrock::BedrockError& error = result.error();
-              if (!error.aws.request_id.empty()) call.request_ids.push_back(error.aws.request_id);
-              if (error.aws.code == "ThrottlingException") deps_.limiter->OnThrottled(call.limit_key);
-              OnCallResult(run_ptr, error.status, BedrockErrorJson(error), error.retryable,
-                           ErrorClassOf(error), error.aws.retry_after.value_or(Millis(0)));
-              return;
-            }
             const bedrock::ModelResult& answer = result.value();
             call.request_ids.push_back(answer.request_id);
             call.input_tokens += answer.usage.input_tokens;
@@ -1202,6 +1184,19 @@ void Executor::Send(const std::shared_ptr<RunExec>& run_ptr) {
           --outstanding_;
         });
   }
+}
+
+bool Executor::CallArrived(const std::shared_ptr<RunExec>& run_ptr, const bedrock::BedrockError* error) {
+  RunExec& run = *run_ptr;
+  RunExec::Call& call = run.call;
+  call.handle = bedrock::CallHandle();  // its state holds the answer's closure: break the cycle
+  run.bedrock_us += MicrosSince(call.sent_at, *deps_.clock);
+  if (error == nullptr) return true;
+  if (!error->aws.request_id.empty()) call.request_ids.push_back(error->aws.request_id);
+  if (error->aws.code == "ThrottlingException") deps_.limiter->OnThrottled(call.limit_key);
+  OnCallResult(run_ptr, error->status, BedrockErrorJson(*error), error->retryable, ErrorClassOf(*error),
+               error->aws.retry_after.value_or(Millis(0)));
+  return false;
 }
 
 void Executor::OnCallResult(const std::shared_ptr<RunExec>& run_ptr, Result<json> result, json error_json,

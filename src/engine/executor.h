@@ -105,6 +105,10 @@ class Executor {
   void Invoke(const std::shared_ptr<RunExec>& run);
   // Sends the admitted call to Bedrock; its answer comes back through Post.
   void Send(const std::shared_ptr<RunExec>& run);
+  // The common start of every Bedrock answer: releases the call's handle and
+  // counts its time; an error (non-null) goes to the step's retry policy and
+  // the result is false.
+  bool CallArrived(const std::shared_ptr<RunExec>& run, const bedrock::BedrockError* error);
   void OnCallResult(const std::shared_ptr<RunExec>& run, Result<nlohmann::json> result, nlohmann::json error_json,
                     bool retryable, const std::string& error_class, std::chrono::milliseconds retry_after);
   void CompleteCall(const std::shared_ptr<RunExec>& run, const Step& step, const nlohmann::json& result,
