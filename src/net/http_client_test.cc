@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -105,8 +106,9 @@ class Recorder {
 class HttpClientTest : public ::testing::Test {
  protected:
   // Starts a server whose handler records the request and runs `script`.
-  void StartServer(std::function<HttpResponse(const HttpServerRequest&)> script) {
-    auto server = HttpServer::Start(HttpServerOptions{}, [this, script](const HttpServerRequest& request) {
+  void StartServer(std::function<HttpResponse(const HttpServerRequest&)> script,
+                   const HttpServerOptions& options = {}) {
+    auto server = HttpServer::Start(options, [this, script](const HttpServerRequest& request) {
       {
         std::lock_guard<std::mutex> lock(mu_);
         last_request_ = request;
@@ -268,6 +270,116 @@ TEST_F(HttpClientTest, SequentialRequestsReuseOneConnection) {
     EXPECT_LE(server_->open_connections(), 2u);
   }
   EXPECT_EQ(distinct_remote_addresses(), 1u);
+}
+
+// The client reuses libcurl handles and header buffers between requests:
+// nothing of one request (method, body, headers) may leak into the next.
+TEST_F(HttpClientTest, ARequestCarriesNothingOverFromThePreviousOne) {
+  StartServer([](const HttpServerRequest& request) { return Plain(200, request.method + " " + request.body); });
+  HttpClientRequest post = Get("/first");
+  post.method = "POST";
+  post.body = "payload";
+  post.headers = {{"Content-Type", "application/json"}, {"X-Only-First", "1"}, {"X-Empty", ""}};
+  HttpClientResponse response = client_->Send(post);
+  ASSERT_EQ(response.outcome, TransportOutcome::kOk) << response.error;
+  EXPECT_EQ(response.body, "POST payload");
+  ASSERT_NE(last_request().FindHeader("X-Empty"), nullptr);  // an empty value is sent, not dropped
+  EXPECT_EQ(*last_request().FindHeader("X-Empty"), "");
+
+  for (const std::string method : {"GET", "HEAD", "DELETE", "PUT", "GET"}) {
+    HttpClientRequest next = Get("/next");
+    next.method = method;
+    if (method == "PUT") next.body = "second";
+    response = client_->Send(next);
+    ASSERT_EQ(response.outcome, TransportOutcome::kOk) << method << ": " << response.error;
+    const HttpServerRequest received = last_request();
+    EXPECT_EQ(received.method, method);
+    EXPECT_EQ(received.target, "/next");
+    EXPECT_EQ(received.body, method == "PUT" ? "second" : "") << method;
+    EXPECT_EQ(received.FindHeader("X-Only-First"), nullptr) << method;
+    EXPECT_EQ(received.FindHeader("X-Empty"), nullptr) << method;
+    EXPECT_EQ(received.FindHeader("Content-Type"), nullptr) << method;
+    EXPECT_EQ(response.body, method == "HEAD" ? "" : method + " " + received.body) << method;
+  }
+  EXPECT_EQ(distinct_remote_addresses(), 1u);  // all on one connection
+}
+
+// Idle connections stay in the epoll set between requests; one the server
+// closes meanwhile must neither keep the loop busy nor break the next request.
+TEST_F(HttpClientTest, AnIdleConnectionTheServerClosedIsReplaced) {
+  auto handler = [](const HttpServerRequest&) { return Plain(200, "ok"); };
+  StartServer(handler);
+  ASSERT_EQ(client_->Send(Get("/a")).outcome, TransportOutcome::kOk);
+  const int port = server_->port();
+  server_->Stop();  // closes the client's idle connection
+  HttpServerOptions options;
+  options.port = port;
+  StartServer(handler, options);
+
+  // The loop sees the close while the connection is idle in libcurl's cache.
+  // Were it to spin on that event, it would burn this whole interval.
+  rusage before{};
+  ::getrusage(RUSAGE_SELF, &before);
+  const auto started = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(300ms);
+  rusage after{};
+  ::getrusage(RUSAGE_SELF, &after);
+  auto cpu = [](const rusage& u) {
+    return std::chrono::seconds(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           std::chrono::microseconds(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+  };
+  EXPECT_LT(cpu(after) - cpu(before), (std::chrono::steady_clock::now() - started) / 2);
+
+  for (int i = 0; i < 3; ++i) {
+    const HttpClientResponse response = client_->Send(Get("/b"));
+    ASSERT_EQ(response.outcome, TransportOutcome::kOk) << response.error;
+  }
+  EXPECT_EQ(distinct_remote_addresses(), 2u);  // one connection to each server
+}
+
+// Callbacks run on the loop thread; requests they start or cancel there are
+// picked up without a wake-up from another thread.
+TEST_F(HttpClientTest, CallbacksMayStartAndCancelRequests) {
+  StartServer([](const HttpServerRequest& request) {
+    if (request.target == "/stall") {
+      HttpResponse response;
+      response.start = ResponseStart::kStallForever;
+      return response;
+    }
+    return Plain(200, request.target);
+  });
+  Recorder stalled;
+  const Result<RequestId> stalled_id = client_->Start(Get("/stall"), stalled.Callbacks());
+  ASSERT_TRUE(stalled_id.ok());
+
+  // A chain: each completion starts the next request; the last one cancels
+  // the stalled request.
+  constexpr int kChain = 20;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> bodies;
+  std::function<void(int)> start = [&](int i) {
+    HttpCallbacks callbacks;
+    callbacks.on_complete = [&, i](HttpClientResponse response) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        bodies.push_back(response.body);
+      }
+      if (i + 1 < kChain) {
+        start(i + 1);
+      } else {
+        client_->Cancel(stalled_id.value());
+      }
+      cv.notify_all();
+    };
+    ASSERT_TRUE(client_->Start(Get("/chain/" + std::to_string(i)), std::move(callbacks)).ok());
+  };
+  start(0);
+  ASSERT_TRUE(stalled.Wait());
+  EXPECT_EQ(stalled.response().outcome, TransportOutcome::kCancelled);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(bodies.size(), static_cast<size_t>(kChain));
+  for (int i = 0; i < kChain; ++i) EXPECT_EQ(bodies[i], "/chain/" + std::to_string(i));
 }
 
 TEST_F(HttpClientTest, StreamsChunksAsTheyArriveAfterOnHeaders) {
@@ -616,6 +728,38 @@ TEST_F(HttpClientTest, DestructorCancelsRequestsInFlight) {
   const auto started = std::chrono::steady_clock::now();
   client_.reset();
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_EQ(completed.load(), kRequests);
+  EXPECT_EQ(cancelled.load(), kRequests);
+}
+
+// A burst is handed to libcurl in slices; the destructor also cancels the
+// requests of a burst that were not handed over yet.
+TEST_F(HttpClientTest, DestructorCancelsABurstThatIsStillBeingStarted) {
+  StartServer([](const HttpServerRequest&) {
+    HttpResponse response;
+    response.start = ResponseStart::kStallForever;
+    return response;
+  });
+  constexpr int kRequests = 600;
+  rlimit limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
+  limit.rlim_cur = limit.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < 2 * kRequests + 500) {
+    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << limit.rlim_max << " is too low for " << kRequests
+                 << " connections; this test did not run";
+  }
+  std::atomic<int> cancelled{0};
+  std::atomic<int> completed{0};
+  for (int i = 0; i < kRequests; ++i) {
+    HttpCallbacks callbacks;
+    callbacks.on_complete = [&](HttpClientResponse response) {
+      ++completed;
+      if (response.outcome == TransportOutcome::kCancelled) ++cancelled;
+    };
+    ASSERT_TRUE(client_->Start(Get("/stall"), std::move(callbacks)).ok());
+  }
+  client_.reset();
   EXPECT_EQ(completed.load(), kRequests);
   EXPECT_EQ(cancelled.load(), kRequests);
 }
