@@ -30,6 +30,7 @@ struct SimArgs {
   std::string config_path;
   std::string host = "127.0.0.1";
   int port = 0;
+  int threads = 1;
   bool print_config = false;
   bool exit_on_stdin_eof = false;
 };
@@ -90,6 +91,7 @@ void RunSim(const SimArgs& args) {
   sim::SimServerOptions options;
   options.host = args.host;
   options.port = args.port;
+  options.threads = args.threads;
   auto server = sim::SimServer::Start(std::move(world).value(), options);
   if (!server.ok()) {
     std::cerr << "quarry sim: " << server.status().message() << "\n";
@@ -127,6 +129,9 @@ void RegisterSimCommand(CLI::App& app) {
   sim->add_option("--config", args->config_path, "World config JSON (default: the demo world)");
   sim->add_option("--host", args->host, "IP address to listen on")->capture_default_str();
   sim->add_option("--port", args->port, "Port to listen on (0 picks a free port)")->capture_default_str();
+  sim->add_option("--threads", args->threads, "I/O threads serving requests")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   sim->add_flag("--print-config", args->print_config, "Print the demo world's config (documented JSON) and exit");
   sim->add_flag("--exit-on-stdin-eof", args->exit_on_stdin_eof, "Stop when standard input reaches end of file");
   sim->callback([args] { RunSim(*args); });
