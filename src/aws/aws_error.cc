@@ -444,8 +444,7 @@ AwsError ParseRestJsonError(std::string_view service, int http_status, const Hea
     if (error.code.empty()) error.code = SanitizeErrorCode(BodyCode(parsed));
     ReadJsonBody(parsed, &error);
   } else if (std::optional<XmlErrorDocument> xml;
-             !LooksLikeHtml(FindHeader(headers, "Content-Type").value_or(""), body) &&
-             (xml = ParseXmlErrorDocument(body))) {
+             !LooksLikeHtml("", body) && (xml = ParseXmlErrorDocument(body))) {
     // An AWS XML error (a VPC endpoint, a gateway or an S3-style front end
     // answered in the query / REST-XML shape): as good as the JSON one.
     ReadXmlErrorDocument(*xml, &error);
@@ -476,7 +475,9 @@ AwsError ParseStsXmlError(int http_status, const HeaderList& headers, std::strin
   error.http_status = http_status;
   error.service = "sts";
   error.retry_after = ParseRetryAfter(headers);
-  if (!LooksLikeHtml(FindHeader(headers, "Content-Type").value_or(""), body)) {
+  // The document decides, not its Content-Type: AWS-compatible servers (moto
+  // among them) label their XML errors text/html.
+  if (!LooksLikeHtml("", body)) {
     if (std::optional<XmlErrorDocument> xml = ParseXmlErrorDocument(body)) ReadXmlErrorDocument(*xml, &error);
   }
   if (error.request_id.empty()) ReadRequestIdHeader(headers, &error);

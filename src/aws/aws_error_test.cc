@@ -305,6 +305,18 @@ TEST(StsXmlErrorTest, ReadsJsonErrorsAndExplainsForeignBodies) {
   const AwsError bare = ParseStsXmlError(400, {}, "<Error xmlns=\"x\"><Code>Throttling</Code></Error>");
   EXPECT_EQ(bare.code, "Throttling");
   EXPECT_EQ(bare.retry_class, RetryClass::kThrottling);
+
+  // An AWS error document labelled text/html (as moto labels them) is still
+  // the service's own answer, for STS and for a JSON service alike.
+  const std::string labelled =
+      "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code>"
+      "<Message>signature mismatch</Message></Error></Errors><RequestId>r-9</RequestId></ErrorResponse>";
+  for (const AwsError& e : {ParseStsXmlError(403, {{"Content-Type", "text/html; charset=utf-8"}}, labelled),
+                            ParseRestJsonError("bedrock", 403, {{"Content-Type", "text/html"}}, labelled)}) {
+    EXPECT_EQ(e.code, "SignatureDoesNotMatch") << e.message;
+    EXPECT_EQ(e.message, "signature mismatch");
+    EXPECT_FALSE(e.not_from_service);
+  }
 }
 
 TEST(XmlTest, UnescapesEntitiesAndKeepsMalformedOnesLiterally) {
