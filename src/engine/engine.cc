@@ -74,6 +74,7 @@ class Engine::Impl {
       return EnqueueForChange(tx, change, depth, from);
     };
     executor_deps.emit = [this](const RunEvent& event) { Emit(event); };
+    executor_deps.listeners = &listener_count_;
     executor_ = std::make_unique<Executor>(std::move(executor_deps), options_, node_id_);
     if (deps_.records) {
       deps_.records->SetWriteHook([this](store::Tx& tx, const domain::RecordChange& change) {
@@ -225,12 +226,14 @@ class Engine::Impl {
     std::lock_guard<std::mutex> lock(subscriptions_mutex_);
     const uint64_t id = next_subscription_++;
     subscriptions_[id] = std::move(sub);
+    listener_count_.store(static_cast<int>(subscriptions_.size()), std::memory_order_relaxed);
     return id;
   }
 
   void Unsubscribe(uint64_t id) {
     std::lock_guard<std::mutex> lock(subscriptions_mutex_);
     subscriptions_.erase(id);
+    listener_count_.store(static_cast<int>(subscriptions_.size()), std::memory_order_relaxed);
   }
 
   // --- helpers for the use cases --------------------------------------------
@@ -305,6 +308,7 @@ class Engine::Impl {
 
   std::mutex subscriptions_mutex_;
   std::map<uint64_t, Subscription> subscriptions_;
+  std::atomic<int> listener_count_{0};  // subscriptions_.size(), read without the lock
   uint64_t next_subscription_ = 1;
 };
 

@@ -285,7 +285,7 @@ void Executor::StartRun(const std::shared_ptr<RunExec>& run) {
     ++used;
     run->counted = true;
   }
-  if (deps_.emit) {
+  if (Listening()) {
     deps_.emit(RunEvent{run->row.org_id, automation, run->row.id, "run_started", run->row.ToJson()});
   }
   Advance(run);
@@ -672,7 +672,7 @@ bool Executor::RunRecordEffect(RunExec& run, const Step& step) {
   ++run.seq;
   run.scope.steps[step.id] = output;
   if (after && after->id == run.record_id) run.scope.record = RecordScopeJson(*after);
-  if (deps_.emit) {
+  if (Listening()) {
     deps_.emit(RunEvent{run.row.org_id, run.row.automation_id, run.row.id, "step_finished",
                         json{{"step_id", step.id}, {"type", type}, {"status", "succeeded"}, {"output", output}}});
   }
@@ -764,7 +764,7 @@ void Executor::Escalate(RunExec& run, const Step& step, const std::string& reaso
     return;
   }
   run.pending.clear();
-  if (deps_.emit) {
+  if (Listening()) {
     json data = run.row.ToJson();
     data["status"] = "waiting_review";
     data["review_id"] = review_id;
@@ -1467,7 +1467,7 @@ void Executor::PushStep(RunExec& run, const Step* step, std::string_view type, s
     deps_.metrics->Add(kStepsCounter, {{"type", row.type}, {"status", row.status}});
     deps_.metrics->Observe(kStepOverheadHistogram, {{"type", row.type}}, static_cast<double>(row.engine_us) / 1e6);
   }
-  if (deps_.emit) {
+  if (Listening()) {
     deps_.emit(RunEvent{run.row.org_id, run.row.automation_id, run.row.id, "step_finished",
                         json{{"seq", row.seq}, {"step_id", row.step_id}, {"type", row.type}, {"status", row.status},
                              {"latency_ms", row.latency_ms}, {"cache_hit", row.cache_hit}}});
@@ -1538,7 +1538,7 @@ void Executor::Finish(RunExec& run, const std::string& status, json error, bool 
 void Executor::AnnounceFinished(RunExec& run, const std::string& status, const json& outputs, const json& error) {
   run.row.status = status;
   if (deps_.metrics) deps_.metrics->Add(kRunsCounter, {{"status", status}});
-  if (deps_.emit) {
+  if (Listening()) {
     json data = run.row.ToJson();
     data["outputs"] = outputs;
     data["error"] = error;
@@ -1605,7 +1605,7 @@ void Executor::Retire(RunExec& run) {
   changed_.notify_all();
   wake_.notify_one();
   if (next) {
-    if (deps_.emit) {
+    if (Listening()) {
       deps_.emit(RunEvent{next->row.org_id, next->row.automation_id, next->row.id, "run_started", next->row.ToJson()});
     }
     Post(next, [this, next](RunExec&) { Advance(next); });

@@ -64,6 +64,9 @@ class Executor {
     std::function<Status(store::Tx&, const domain::RecordChange&, int depth, const std::string& from_automation)>
         enqueue_triggered;
     std::function<void(const RunEvent&)> emit;
+    // How many listeners `emit` has (nullptr: assume some). Events are only
+    // built while someone listens: a run's JSON costs more than its step.
+    const std::atomic<int>* listeners = nullptr;
   };
   Executor(Deps deps, const EngineOptions& options, std::string node_id);
   ~Executor();
@@ -103,6 +106,10 @@ class Executor {
   void StartNotification(const std::shared_ptr<RunExec>& run, const Step& step);
   void StartCall(const std::shared_ptr<RunExec>& run, const Step& step);
   void Invoke(const std::shared_ptr<RunExec>& run);
+  // True when run events have a listener (see Deps::listeners).
+  bool Listening() const {
+    return deps_.emit && (deps_.listeners == nullptr || deps_.listeners->load(std::memory_order_relaxed) > 0);
+  }
   // Sends the admitted call to Bedrock; its answer comes back through Post.
   void Send(const std::shared_ptr<RunExec>& run);
   // The common start of every Bedrock answer: releases the call's handle and
