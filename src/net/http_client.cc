@@ -347,16 +347,9 @@ class CurlHttpClient final : public HttpClient {
       transfer->id = id;
       pending_.push_back(std::move(transfer));
       in_flight_.fetch_add(1, std::memory_order_relaxed);
-      if (!on_loop) {
-        wake = !wake_pending_;
-        wake_pending_ = true;
-      }
+      wake = NeedsWakeLocked(on_loop);
     }
-    if (on_loop) {
-      queued_from_loop_ = true;
-    } else if (wake) {
-      Wake();
-    }
+    AfterQueued(on_loop, wake);
     return id;
   }
 
@@ -367,11 +360,22 @@ class CurlHttpClient final : public HttpClient {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_ || id == 0 || id > next_id_) return;
       cancels_.push_back(id);
-      if (!on_loop) {
-        wake = !wake_pending_;
-        wake_pending_ = true;
-      }
+      wake = NeedsWakeLocked(on_loop);
     }
+    AfterQueued(on_loop, wake);
+  }
+
+  // Work was queued under mu_: from another thread, the loop needs one wake-up
+  // (only the first queuer since the loop last looked writes the eventfd).
+  bool NeedsWakeLocked(bool on_loop) {
+    if (on_loop) return false;
+    const bool wake = !wake_pending_;
+    wake_pending_ = true;
+    return wake;
+  }
+  // After mu_ is released: on the loop thread, the loop acts on the queue
+  // before its next wait; elsewhere, the eventfd is written when needed.
+  void AfterQueued(bool on_loop, bool wake) {
     if (on_loop) {
       queued_from_loop_ = true;
     } else if (wake) {

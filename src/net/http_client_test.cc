@@ -103,6 +103,19 @@ class Recorder {
   std::atomic<bool> keep_going_{true};
 };
 
+// Raises the soft descriptor limit to the hard one. "" when `requests`
+// connections fit (about two descriptors each: client and server side),
+// otherwise why they do not.
+std::string RaiseFdLimitFor(int requests) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return "getrlimit(RLIMIT_NOFILE) failed; this test did not run";
+  limit.rlim_cur = limit.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur >= static_cast<rlim_t>(2 * requests + 500)) return "";
+  return "RLIMIT_NOFILE hard limit " + std::to_string(limit.rlim_max) + " is too low for " +
+         std::to_string(requests) + " connections; this test did not run";
+}
+
 class HttpClientTest : public ::testing::Test {
  protected:
   // Starts a server whose handler records the request and runs `script`.
@@ -617,11 +630,7 @@ TEST_F(HttpClientTest, AThousandConcurrentRequestsAllCompleteCorrectly) {
   // One connection per request needs ~2 descriptors each (client + server
   // side). Raise the soft limit; where the hard limit is too low, cap the
   // client's connections instead (requests then queue for a connection).
-  rlimit limit{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
-  limit.rlim_cur = limit.rlim_max;
-  ::setrlimit(RLIMIT_NOFILE, &limit);
-  if (limit.rlim_cur < 2 * kRequests + 500) {
+  if (!RaiseFdLimitFor(kRequests).empty()) {
     HttpClientOptions options;
     options.max_connections_per_host = 200;
     client_ = std::move(HttpClient::Create(options)).value();
@@ -662,14 +671,7 @@ TEST_F(HttpClientTest, FiveThousandConcurrentRequestsCompleteAndCancelCorrectly)
     return response;
   });
   constexpr int kRequests = 5000;
-  rlimit limit{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
-  limit.rlim_cur = limit.rlim_max;
-  ::setrlimit(RLIMIT_NOFILE, &limit);
-  if (limit.rlim_cur < 2 * kRequests + 500) {
-    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << limit.rlim_max << " is too low for " << kRequests
-                 << " connections; this test did not run";
-  }
+  if (std::string why = RaiseFdLimitFor(kRequests); !why.empty()) GTEST_SKIP() << why;
   std::mutex mu;
   std::condition_variable cv;
   int done = 0;
@@ -741,14 +743,7 @@ TEST_F(HttpClientTest, DestructorCancelsABurstThatIsStillBeingStarted) {
     return response;
   });
   constexpr int kRequests = 600;
-  rlimit limit{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
-  limit.rlim_cur = limit.rlim_max;
-  ::setrlimit(RLIMIT_NOFILE, &limit);
-  if (limit.rlim_cur < 2 * kRequests + 500) {
-    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << limit.rlim_max << " is too low for " << kRequests
-                 << " connections; this test did not run";
-  }
+  if (std::string why = RaiseFdLimitFor(kRequests); !why.empty()) GTEST_SKIP() << why;
   std::atomic<int> cancelled{0};
   std::atomic<int> completed{0};
   for (int i = 0; i < kRequests; ++i) {
