@@ -3,9 +3,11 @@
 // or the API's JSON with --json. Failures print the server's message and
 // hint and exit 1.
 //
-//   quarry automations
-//   list|show|create|edit|validate|publish|pause|resume|rm|test|invoke|stats|from-template quarry
-//   runs list|show|watch|cancel quarry reviews list|show|approve|edit|reject quarry alerts list
+//   quarry automations list|show|create|edit|validate|publish|pause|resume|rm|test|invoke|stats|
+//                      from-template
+//   quarry runs list|show|watch|cancel
+//   quarry reviews list|show|approve|edit|reject
+//   quarry alerts list
 //   quarry templates list|show
 
 #include <CLI/CLI.hpp>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "cli/api_client.h"
+#include "cli/client_command_support.h"
 #include "cli/commands.h"
 #include "common/encoding.h"
 
@@ -27,56 +30,6 @@ namespace quarry::cli {
 namespace {
 
 using nlohmann::json;
-
-// Flags every subcommand shares (the same as the other client commands).
-struct CommonFlags {
-  std::string server, token;
-  bool json_output = false;
-};
-
-void AddCommonFlags(CLI::App* command, CommonFlags* flags) {
-  command->add_option("--server", flags->server,
-                      "Quarry server URL (default: from `quarry login`)");
-  command->add_option("--token", flags->token, "API token (default: from `quarry login`)");
-  command->add_flag("--json", flags->json_output, "Print the API's JSON instead of a table");
-}
-
-ClientSettings Settings(const CommonFlags& flags) {
-  ClientSettings settings{flags.server, flags.token, flags.json_output};
-  const Status status = ResolveClientSettings(&settings);
-  if (!status.ok()) {
-    std::cerr << "error: " << status.message() << "\n";
-    throw CLI::RuntimeError(1);
-  }
-  return settings;
-}
-
-ApiClient Connect(const CommonFlags& flags) { return ApiClient(Settings(flags)); }
-
-std::string Segment(const std::string& text) { return UriEncode(text); }
-
-// The value at `key` ("error.message" reaches into nested objects) as text.
-std::string Cell(const json& object, const std::string& key) {
-  const json* node = &object;
-  size_t start = 0;
-  while (true) {
-    if (!node->is_object()) return "";
-    const size_t dot = key.find('.', start);
-    auto it =
-        node->find(key.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
-    if (it == node->end() || it->is_null()) return "";
-    node = &*it;
-    if (dot == std::string::npos) break;
-    start = dot + 1;
-  }
-  if (node->is_string()) return node->get<std::string>();
-  return node->dump();
-}
-
-ApiCallResult Must(ApiCallResult result, std::string_view what) {
-  if (!result.ok()) FailWithApiError(result, what);
-  return result;
-}
 
 void PrintJson(const json& body) { std::cout << body.dump(2) << "\n"; }
 
@@ -106,24 +59,6 @@ void PrintEntity(const json& body, const std::vector<std::string>& fields) {
     if (!value.empty()) rows.push_back({field, value});
   }
   std::cout << RenderTable({"field", "value"}, rows);
-}
-
-// "key=value" pairs into a JSON object; values that parse as JSON numbers,
-// booleans, null, arrays or objects keep that type, anything else is text.
-json ParseAssignments(const std::vector<std::string>& assignments, std::string_view flag) {
-  json values = json::object();
-  for (const std::string& assignment : assignments) {
-    const size_t equals = assignment.find('=');
-    if (equals == std::string::npos || equals == 0) {
-      std::cerr << "error: " << flag << " " << assignment << " is not NAME=VALUE\n";
-      throw CLI::RuntimeError(2);
-    }
-    const std::string text = assignment.substr(equals + 1);
-    json parsed = json::parse(text, nullptr, false);
-    values[assignment.substr(0, equals)] =
-        (!parsed.is_discarded() && !parsed.is_string()) ? parsed : json(text);
-  }
-  return values;
 }
 
 json ReadJsonFile(const std::string& path) {

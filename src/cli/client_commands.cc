@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli/api_client.h"
+#include "cli/client_command_support.h"
 #include "cli/commands.h"
 #include "common/encoding.h"
 
@@ -25,47 +26,6 @@ namespace quarry::cli {
 namespace {
 
 using nlohmann::json;
-
-// Flags every client subcommand shares.
-struct CommonFlags {
-  std::string server, token;
-  bool json_output = false;
-};
-
-void AddCommonFlags(CLI::App* command, CommonFlags* flags) {
-  command->add_option("--server", flags->server, "Quarry server URL (default: from `quarry login`)");
-  command->add_option("--token", flags->token, "API token (default: from `quarry login`)");
-  command->add_flag("--json", flags->json_output, "Print the API's JSON instead of a table");
-}
-
-ApiClient Connect(const CommonFlags& flags) {
-  ClientSettings settings{flags.server, flags.token, flags.json_output};
-  const Status status = ResolveClientSettings(&settings);
-  if (!status.ok()) {
-    std::cerr << "error: " << status.message() << "\n";
-    throw CLI::RuntimeError(1);
-  }
-  return ApiClient(settings);
-}
-
-std::string Segment(const std::string& text) { return UriEncode(text); }
-
-// The value at `key` ("model.name" reaches into nested objects) as text.
-std::string Cell(const json& object, const std::string& key) {
-  const json* node = &object;
-  size_t start = 0;
-  while (true) {
-    if (!node->is_object()) return "";
-    const size_t dot = key.find('.', start);
-    auto it = node->find(key.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
-    if (it == node->end() || it->is_null()) return "";
-    node = &*it;
-    if (dot == std::string::npos) break;
-    start = dot + 1;
-  }
-  if (node->is_string()) return node->get<std::string>();
-  return node->dump();
-}
 
 // Prints a list response ({"items":[...]}) as a table of the given columns,
 // or the JSON.
@@ -97,33 +57,6 @@ void PrintEntity(const ApiClient& client, const json& body,
     if (!value.empty()) rows.push_back({field, value});
   }
   std::cout << RenderTable({"field", "value"}, rows);
-}
-
-ApiCallResult Must(ApiCallResult result, std::string_view what) {
-  if (!result.ok()) FailWithApiError(result, what);
-  return result;
-}
-
-// "key=value" pairs into a JSON object; values that parse as JSON numbers,
-// booleans or null keep that type, everything else is a string.
-json ParseAssignments(const std::vector<std::string>& assignments) {
-  json values = json::object();
-  for (const std::string& assignment : assignments) {
-    const size_t equals = assignment.find('=');
-    if (equals == std::string::npos || equals == 0) {
-      std::cerr << "error: --set " << assignment << " is not FIELD=VALUE\n";
-      throw CLI::RuntimeError(2);
-    }
-    const std::string key = assignment.substr(0, equals);
-    const std::string text = assignment.substr(equals + 1);
-    json parsed = json::parse(text, nullptr, false);
-    values[key] = (!parsed.is_discarded() && (parsed.is_number() || parsed.is_boolean() ||
-                                              parsed.is_null() || parsed.is_array() ||
-                                              parsed.is_object()))
-                      ? parsed
-                      : json(text);
-  }
-  return values;
 }
 
 // --- login ---------------------------------------------------------------
@@ -499,7 +432,7 @@ void RegisterApps(CLI::App& app) {
                  {"required", field->required}};
     if (!field->options.empty()) body["options"] = field->options;
     if (!field->default_value.empty()) {
-      body["default"] = ParseAssignments({"v=" + field->default_value})["v"];
+      body["default"] = ParseAssignments({"v=" + field->default_value}, "--default")["v"];
     }
     ApiCallResult result = Must(
         client.Call("POST", "/api/v1/apps/" + Segment(field->app_id) + "/objects/" + Segment(field->object_id) +
@@ -538,7 +471,7 @@ void RegisterRecords(CLI::App& app) {
     ApiCallResult result = Must(
         client.Call("POST",
                     "/api/v1/apps/" + Segment(create->app_id) + "/objects/" + Segment(create->object_id) + "/records",
-                    {{"values", ParseAssignments(create->sets)}}),
+                    {{"values", ParseAssignments(create->sets, "--set", "FIELD=VALUE")}}),
         "creating the record");
     PrintEntity(client, result.body, {"id", "handle", "values", "version"});
   });
@@ -606,7 +539,7 @@ void RegisterRecords(CLI::App& app) {
     ApiClient client = Connect(update->common);
     ApiCallResult result = Must(
         client.Call("PATCH", "/api/v1/apps/" + Segment(update->app_id) + "/records/" + Segment(update->record),
-                    {{"values", ParseAssignments(update->sets)}}),
+                    {{"values", ParseAssignments(update->sets, "--set", "FIELD=VALUE")}}),
         "updating the record");
     PrintEntity(client, result.body, {"id", "handle", "values", "version"});
   });
