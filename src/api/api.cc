@@ -97,6 +97,15 @@ std::string ErrorCodeFor(StatusCode code) {
   return SnakeCase(StatusCodeName(code));
 }
 
+void ApiError::AddFieldErrors(const Status& status, nlohmann::json fields) {
+  if (fields.empty()) return;
+  if (status.code() == StatusCode::kInvalidArgument) {
+    code = "validation_failed";
+    hint = "correct the inputs listed in details.fields and send the request again";
+  }
+  details["fields"] = std::move(fields);
+}
+
 ApiError ApiError::FromStatus(const Status& status) {
   ApiError error;
   const StatusCode code = status.ok() ? StatusCode::kInternal : status.code();

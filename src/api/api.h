@@ -85,6 +85,10 @@ struct ApiError {
   // (snake_case of e.g. AccessDeniedException -> "bedrock_access_denied"),
   // hint = troubleshooting text, details.troubleshooting / details.aws.
   static ApiError FromBedrock(const bedrock::BedrockError& error);
+  // Names the inputs that were wrong in details.fields ({"name": "problem"});
+  // for an InvalidArgument `status` the error becomes validation_failed with
+  // the hint to correct them. Nothing changes when `fields` is empty.
+  void AddFieldErrors(const Status& status, nlohmann::json fields);
   // {"error":{...}}
   nlohmann::json ToJson() const;
 };

@@ -42,13 +42,7 @@ constexpr std::string_view kRecord = "/api/v1/apps/{app_id}/records/{record_id}"
 // otherwise.
 ApiResponse Failure(const Status& status, const FieldErrors& errors) {
   ApiError error = ApiError::FromStatus(status);
-  if (!errors.empty()) {
-    if (status.code() == StatusCode::kInvalidArgument) {
-      error.code = "validation_failed";
-      error.hint = "correct the inputs listed in details.fields and send the request again";
-    }
-    error.details["fields"] = errors.ToJson();
-  }
+  if (!errors.empty()) error.AddFieldErrors(status, errors.ToJson());
   return ApiResponse::Error(error);
 }
 

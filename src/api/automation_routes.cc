@@ -136,13 +136,7 @@ ApiError Explain(const Status& status, std::string_view not_found_hint) {
 ApiResponse Failure(const Status& status, const FieldErrors& errors,
                     std::string_view not_found_hint = kAutomationNotFound) {
   ApiError error = Explain(status, not_found_hint);
-  if (!errors.empty()) {
-    if (status.code() == StatusCode::kInvalidArgument) {
-      error.code = "validation_failed";
-      error.hint = "correct the inputs listed in details.fields and send the request again";
-    }
-    error.details["fields"] = errors.ToJson();
-  }
+  if (!errors.empty()) error.AddFieldErrors(status, errors.ToJson());
   return ApiResponse::Error(error);
 }
 
