@@ -33,59 +33,11 @@ connections=${3:-16}
 slow_runs=${4:-10000}
 cache_runs=${5:-500}
 here=$(cd "$(dirname "$0")" && pwd)
-bin="$build_dir/src/cli/quarry"
-if [ ! -x "$bin" ]; then
-  echo "bench_engine.sh: $bin not found; build the quarry target in $build_dir first" >&2
-  exit 1
-fi
-for tool in wrk curl python3; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "bench_engine.sh: $tool is not installed (see scripts/install-deps.sh)" >&2
-    exit 1
-  fi
-done
+# shellcheck source=bench_serve.sh
+. "$here/bench_serve.sh"
+bench_serve_start bench_engine.sh "$build_dir" \
+  "$(printf '[server]\nworker_threads = 64\n[engine]\nmax_in_flight = 20000\n[log]\nlevel = "warn"\n')" --embedded-sim
 
-data_dir=$(mktemp -d "$build_dir/bench-engine.XXXXXX")
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$data_dir"
-}
-trap cleanup EXIT
-
-printf '[server]\nworker_threads = 64\n[engine]\nmax_in_flight = 20000\n[log]\nlevel = "warn"\n' >"$data_dir/quarry.toml"
-"$bin" serve --config "$data_dir/quarry.toml" --data-dir "$data_dir" --port 0 --embedded-sim \
-  >"$data_dir/stdout" 2>"$data_dir/server.log" &
-server_pid=$!
-base_url="" token="" sim_url=""
-for _ in $(seq 100); do
-  base_url=$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$data_dir/stdout" | head -1)
-  sim_url=$(sed -n 's/^emulator on \(http[^ ]*\).*/\1/p' "$data_dir/stdout" | head -1)
-  token=$(sed -n 's/^admin token: \(qk_[0-9a-f]*\).*/\1/p' "$data_dir/stdout" | head -1)
-  if [ -n "$base_url" ] && [ -n "$token" ] && [ -n "$sim_url" ]; then break; fi
-  if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-if [ -z "$base_url" ] || [ -z "$token" ]; then
-  echo "bench_engine.sh: quarry serve did not start; its output:" >&2
-  cat "$data_dir/stdout" "$data_dir/server.log" >&2
-  exit 1
-fi
-
-api() {  # METHOD PATH [JSON]
-  local reply status
-  reply=$(curl -sS -X "$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    ${3:+--data "$3"} -w '\n%{http_code}' "$base_url$2")
-  status=${reply##*$'\n'}
-  if [ "${status:0:1}" != 2 ]; then
-    echo "bench_engine.sh: $1 $2 -> $status ${reply%$'\n'*}" >&2
-    exit 1
-  fi
-  printf '%s' "${reply%$'\n'*}"
-}
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 provider=$(api POST /api/v1/providers '{"name":"Bedrock","region":"us-east-1","credentials":{"kind":"access_key","access_key_id":"AKIAQUARRYDEMO000001","secret_access_key":"quarryDemoSecretKey0000000000000000000001"}}' | field "['id']")

@@ -25,66 +25,18 @@ connections=("$@")
 if [ ${#connections[@]} -eq 0 ]; then connections=(16 32 64); fi
 
 here=$(cd "$(dirname "$0")" && pwd)
-bin="$build_dir/src/cli/quarry"
-if [ ! -x "$bin" ]; then
-  echo "bench_records.sh: $bin not found; build the quarry target in $build_dir first" >&2
-  exit 1
-fi
-for tool in wrk curl python3; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "bench_records.sh: $tool is not installed (see scripts/install-deps.sh)" >&2
-    exit 1
-  fi
-done
-
-data_dir=$(mktemp -d "$build_dir/bench-records.XXXXXX")
-log="$data_dir/server.log"
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$data_dir"
-}
-trap cleanup EXIT
-
-# The server's first stdout lines give the address and the one-time admin
-# token. Request logs go to a file, as a deployment would keep them.
+# shellcheck source=bench_serve.sh
+. "$here/bench_serve.sh"
+# Request logs go to a file, as a deployment would keep them.
 # Handlers block on the database while their write waits for the group
 # commit, so the worker pool bounds how many writes share one commit: with
 # `quarry serve`'s default of 8 workers no more than 8 records share a commit
 # and throughput stays near 3,300 records/s here; 64 lets the batches grow.
 workers=${WORKER_THREADS:-64}
-printf '[server]\nworker_threads = %d\n' "$workers" >"$data_dir/quarry.toml"
-QUARRY_LOG_LEVEL=${QUARRY_LOG_LEVEL:-info} "$bin" serve --config "$data_dir/quarry.toml" \
-  --data-dir "$data_dir" --port 0 >"$data_dir/stdout" 2>"$log" &
-server_pid=$!
-base_url="" token=""
-for _ in $(seq 100); do
-  base_url=$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$data_dir/stdout" | head -1)
-  token=$(sed -n 's/^admin token: \(qk_[0-9a-f]*\).*/\1/p' "$data_dir/stdout" | head -1)
-  if [ -n "$base_url" ] && [ -n "$token" ]; then break; fi
-  if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-if [ -z "$base_url" ] || [ -z "$token" ]; then
-  echo "bench_records.sh: quarry serve did not print its address and admin token; its output:" >&2
-  cat "$data_dir/stdout" "$log" >&2
-  exit 1
-fi
+QUARRY_LOG_LEVEL=${QUARRY_LOG_LEVEL:-info} bench_serve_start bench_records.sh "$build_dir" \
+  "$(printf '[server]\nworker_threads = %d\n' "$workers")"
+log="$data_dir/server.log"
 
-api() {  # METHOD PATH [JSON]
-  local reply status
-  reply=$(curl -sS -X "$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    ${3:+--data "$3"} -w '\n%{http_code}' "$base_url$2")
-  status=${reply##*$'\n'}
-  if [ "${status:0:1}" != 2 ]; then
-    echo "bench_records.sh: $1 $2 -> $status ${reply%$'\n'*}" >&2
-    exit 1
-  fi
-  printf '%s' "${reply%$'\n'*}"
-}
 
 api POST /api/v1/apps '{"name":"Benchmark","namespace":"bench","handle":"BEN"}' >/dev/null
 api POST /api/v1/apps/bench/objects '{"name":"Tickets","api_name":"tickets"}' >/dev/null
