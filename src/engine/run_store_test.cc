@@ -17,8 +17,8 @@
 #include "domain/schema.h"
 #include "store/database.h"
 #include "store/migrations.h"
-#include "tests/support/postgres_cluster.h"
 #include "tests/support/scratch_dir.h"
+#include "tests/support/test_database.h"
 
 namespace quarry::engine {
 namespace {
@@ -28,12 +28,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-#define QUARRY_ASSERT_OK(expr)                                               \
-  do {                                                                       \
-    const ::quarry::Status quarry_s_ = ::quarry::internal::AsStatus((expr)); \
-    ASSERT_TRUE(quarry_s_.ok()) << quarry_s_.ToString();                     \
-  } while (false)
 
 constexpr milliseconds kLease{10'000};
 
@@ -53,17 +47,10 @@ TEST(RunStoreMigrationsTest, EngineVersionsFollowTheDomainOnes) {
 class RunStoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    std::string url;
-    if (GetParam() == "postgresql") {
-      quarry::testing::PostgresDatabase pg = quarry::testing::SharedPostgresDatabase();
-      if (pg.url.empty()) GTEST_SKIP() << "PostgreSQL unavailable: " << pg.skip_reason;
-      url = pg.url;
-    } else {
-      url = "sqlite:" + scratch_.Path("quarry.db");
-    }
-    auto opened = store::Database::Open(url);
-    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-    db_ = std::shared_ptr<store::Database>(std::move(*opened));
+    quarry::testing::TestDatabase opened = quarry::testing::OpenTestDatabase(GetParam(), scratch_);
+    if (!opened.skip_reason.empty()) GTEST_SKIP() << opened.skip_reason;
+    ASSERT_TRUE(opened.db) << opened.status.ToString();
+    db_ = opened.db;
     QUARRY_ASSERT_OK(store::ApplyMigrations(*db_, AllServerMigrations()));
     QUARRY_ASSERT_OK(db_->Write([&](store::Tx& tx) -> Status {
       QUARRY_ASSIGN_OR_RETURN(domain::Organization org,
