@@ -28,6 +28,21 @@ TEST(SimProcessTest, AnnouncesAddressAndDemoCredentialsThenStopsOnStdinEof) {
   EXPECT_EQ(sim.Stop(), 0);
 }
 
+TEST(SimProcessTest, ThreadsOptionServesAndIsRangeChecked) {
+  SimProcess sim;
+  ASSERT_TRUE(sim.Start(QUARRY_BINARY, {"--threads", "4"}));
+  ProcessResult models = RunProcess({"env", "AWS_ACCESS_KEY_ID=" + sim.var("AWS_ACCESS_KEY_ID"),
+                                     "AWS_SECRET_ACCESS_KEY=" + sim.var("AWS_SECRET_ACCESS_KEY"), QUARRY_BINARY,
+                                     "bedrock", "models", "--endpoint-url", sim.var("URL"), "--region", "us-east-1"});
+  EXPECT_EQ(models.exit_code, 0) << models.stderr_text;
+  EXPECT_NE(models.stdout_text.find("anthropic.claude"), std::string::npos) << models.stdout_text;
+  EXPECT_EQ(sim.Stop(), 0);
+
+  ProcessResult none = RunProcess({QUARRY_BINARY, "sim", "--threads", "0"});
+  EXPECT_NE(none.exit_code, 0);
+  EXPECT_NE(none.stderr_text.find("--threads"), std::string::npos) << none.stderr_text;
+}
+
 TEST(SimProcessTest, PrintConfigIsAcceptedAsConfig) {
   ProcessResult printed = RunProcess({QUARRY_BINARY, "sim", "--print-config"});
   ASSERT_EQ(printed.exit_code, 0) << printed.stderr_text;
