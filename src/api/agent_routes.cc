@@ -20,6 +20,7 @@
 
 #include "api/api.h"
 #include "api/provider_support.h"
+#include "bedrock/agent_json.h"
 #include "bedrock/client.h"
 #include "bedrock/troubleshooting.h"
 #include "common/encoding.h"
@@ -531,31 +532,6 @@ json CitationsJson(const std::vector<bedrock::Citation>& citations) {
   return out;
 }
 
-json ReturnControlJson(const bedrock::ReturnControl& rc) {
-  json invocations = json::array();
-  for (const bedrock::FunctionInvocation& f : rc.invocations) {
-    json params = json::array();
-    for (const auto& p : f.parameters) params.push_back({{"name", p.name}, {"type", p.type}, {"value", p.value}});
-    invocations.push_back({{"action_group", f.action_group}, {"function", f.function}, {"parameters", params}});
-  }
-  for (const bedrock::ApiInvocation& a : rc.api_invocations) {
-    json params = json::array();
-    for (const auto& p : a.parameters) params.push_back({{"name", p.name}, {"type", p.type}, {"value", p.value}});
-    json body = json::object();
-    for (const auto& [media_type, properties] : a.request_body) {
-      json props = json::array();
-      for (const auto& p : properties) props.push_back({{"name", p.name}, {"type", p.type}, {"value", p.value}});
-      body[media_type] = props;
-    }
-    invocations.push_back({{"action_group", a.action_group},
-                           {"api_path", a.api_path},
-                           {"http_method", a.http_method},
-                           {"parameters", params},
-                           {"request_body", body}});
-  }
-  return {{"invocation_id", rc.invocation_id}, {"invocations", invocations}};
-}
-
 // Shared by a turn's callbacks (which run on client threads, one at a time).
 struct Turn {
   std::shared_ptr<SseStream> stream;
@@ -596,7 +572,7 @@ void FinishTurnWork(const std::shared_ptr<Turn>& turn, const bedrock::BedrockRes
   if (r.ok()) {
     reply.text = r.value().completion;
     reply.citations = CitationsJson(r.value().citations);
-    if (r.value().return_control) reply.return_control = ReturnControlJson(*r.value().return_control);
+    if (r.value().return_control) reply.return_control = bedrock::ReturnControlToJson(*r.value().return_control);
     reply.bedrock_request_id = r.value().request_id;
   } else {
     failure = ApiError::FromBedrock(r.error());

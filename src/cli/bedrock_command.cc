@@ -43,6 +43,7 @@
 #include "aws/credential_provider.h"
 #include "aws/region.h"
 #include "aws/shared_config.h"
+#include "bedrock/agent_json.h"
 #include "bedrock/client.h"
 #include "cli/commands.h"
 #include "common/crypto.h"
@@ -408,42 +409,6 @@ json AgentFilesJson(const std::vector<bedrock::AgentFile>& files, const std::vec
   return out;
 }
 
-json ParametersJson(const std::vector<bedrock::InvocationParameter>& parameters) {
-  json out = json::array();
-  for (const auto& p : parameters) out.push_back({{"name", p.name}, {"type", p.type}, {"value", p.value}});
-  return out;
-}
-
-json ReturnControlJson(const bedrock::ReturnControl& rc) {
-  json invocations = json::array();
-  for (const bedrock::FunctionInvocation& f : rc.invocations) {
-    json j = {{"action_group", f.action_group}, {"function", f.function}, {"parameters", ParametersJson(f.parameters)}};
-    if (!f.action_invocation_type.empty()) j["action_invocation_type"] = f.action_invocation_type;
-    if (!f.agent_id.empty()) j["agent_id"] = f.agent_id;
-    if (!f.collaborator_name.empty()) j["collaborator_name"] = f.collaborator_name;
-    invocations.push_back(std::move(j));
-  }
-  json out = {{"invocation_id", rc.invocation_id}, {"invocations", std::move(invocations)}};
-  if (!rc.api_invocations.empty()) {
-    json apis = json::array();
-    for (const bedrock::ApiInvocation& a : rc.api_invocations) {
-      json body = json::object();
-      for (const auto& [media_type, properties] : a.request_body) body[media_type] = ParametersJson(properties);
-      json j = {{"action_group", a.action_group},
-                {"http_method", a.http_method},
-                {"api_path", a.api_path},
-                {"parameters", ParametersJson(a.parameters)},
-                {"request_body", std::move(body)}};
-      if (!a.action_invocation_type.empty()) j["action_invocation_type"] = a.action_invocation_type;
-      if (!a.agent_id.empty()) j["agent_id"] = a.agent_id;
-      if (!a.collaborator_name.empty()) j["collaborator_name"] = a.collaborator_name;
-      apis.push_back(std::move(j));
-    }
-    out["api_invocations"] = std::move(apis);
-  }
-  return out;
-}
-
 void RunInvokeAgent(const CommonOptions& common, const AgentOptions& opts) {
   aws::AgentAliasArn arn = CheckAliasArn(common, opts.alias_arn);
   std::string session_id = opts.session_id;
@@ -507,7 +472,7 @@ void RunInvokeAgent(const CommonOptions& common, const AgentOptions& opts) {
               {"request_id", a.request_id},
               {"attempts", a.attempts}};
   if (opts.trace) out["trace_events"] = a.traces;
-  if (a.return_control) out["return_control"] = ReturnControlJson(*a.return_control);
+  if (a.return_control) out["return_control"] = bedrock::ReturnControlToJson(*a.return_control);
   if (!a.files.empty()) out["files"] = AgentFilesJson(a.files, saved);
   PrintJson(out);
 }

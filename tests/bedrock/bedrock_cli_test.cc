@@ -224,8 +224,11 @@ TEST_F(BedrockCliTest, InvokeAgentReportsAnApiSchemaReturnOfControl) {
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   json j = ParseStdout(r);
   ASSERT_TRUE(j.contains("return_control")) << r.stdout_text;
-  EXPECT_TRUE(j["return_control"]["invocations"].empty());
-  const json& api = j["return_control"]["api_invocations"][0];
+  // One list, as the chat API shows it: the API operation is its entry.
+  ASSERT_EQ(j["return_control"]["invocations"].size(), 1u) << r.stdout_text;
+  EXPECT_FALSE(j["return_control"].contains("api_invocations"));
+  const json& api = j["return_control"]["invocations"][0];
+  EXPECT_FALSE(api.contains("function"));
   EXPECT_EQ(api["action_group"], "assets");
   EXPECT_EQ(api["http_method"], "POST");
   EXPECT_EQ(api["api_path"], "/assets/{assetId}/repairs");
