@@ -261,6 +261,7 @@ struct Transfer {
   SteadyClock::time_point started{};
   SteadyClock::time_point last_activity{};
   bool connected = false;  // the request is about to go / went on the wire
+  int sends = 0;           // times libcurl was about to send the request (PrereqCallback)
   // This transfer's entry in CurlHttpClient::idle_deadlines_ (once connected).
   std::optional<IdleDeadlines::iterator> idle_entry;
   curl_off_t last_upload_bytes = 0;
@@ -513,8 +514,22 @@ class CurlHttpClient final : public HttpClient {
 
   // Called when a connection is ready and the request is about to be sent
   // (also for reused connections): from here on the idle timeout applies.
+  // Called each time libcurl is about to send the request. A second call
+  // means libcurl is resending it on its own: it does so when a reused
+  // keep-alive connection closes before any response byte, although the server
+  // may have received (and acted on) the request. Whether to resend is the
+  // caller's retry policy's decision (counted, bounded, after a backoff), so
+  // the transfer ends instead (kConnectionReset, see MapCode).
   static int PrereqCallback(void* user, char*, char*, int, int) {
     auto* t = static_cast<Transfer*>(user);
+    if (++t->sends > 1) {
+      Abort(t, TransportOutcome::kConnectionReset,
+            t->request.method + " request to " + UrlHost(t->request.url) +
+                " failed (connection_reset): the server closed a reused keep-alive connection before answering; the "
+                "request may or may not have reached it, so it was not sent again on a new connection (retry it if "
+                "the operation is safe to repeat)");
+      return CURL_PREREQFUNC_ABORT;
+    }
     t->connected = true;
     t->last_activity = SteadyClock::now();
     t->owner->ScheduleIdleCheck(t);

@@ -9,7 +9,10 @@
 // timeout (the whole exchange), an idle timeout (no bytes received for that
 // long ends the call: a stalled stream becomes a clear error, never a hang),
 // a response size cap, and a cancellation handle. Retries are the caller's
-// business (aws::RetryStrategy); this layer makes one attempt.
+// business (aws::RetryStrategy); this layer makes one attempt. That includes
+// the case where libcurl would resend a request by itself (a reused keep-alive
+// connection closed before any response byte): the request is not sent again
+// and the call ends with kConnectionReset, since the server may have acted on it.
 //
 // Callbacks run on the client's event-loop thread, one at a time; they must
 // not block. on_data receives body bytes in the slices libcurl delivers; it may

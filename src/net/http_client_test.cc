@@ -17,6 +17,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -32,6 +33,7 @@ void PrintTo(TransportOutcome outcome, std::ostream* os) { *os << TransportOutco
 
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using namespace std::chrono_literals;
@@ -549,6 +551,73 @@ TEST_F(HttpClientTest, ResetBeforeTheResponseIsConnectionReset) {
   const HttpClientResponse response = client_->Send(Get("/reset"));
   EXPECT_EQ(response.outcome, TransportOutcome::kConnectionReset) << response.error;
   EXPECT_EQ(response.status, 0);
+}
+
+// Reads from `fd` until `text` has arrived (true) or the peer closed / 5 s
+// passed (false).
+bool ReadUntilSeen(int fd, std::string_view text) {
+  std::string seen;
+  timeval timeout{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  char buffer[4096];
+  while (seen.find(text) == std::string::npos) {
+    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) return false;
+    seen.append(buffer, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+TEST_F(HttpClientTest, ARequestLostOnAReusedConnectionIsNotSentAgainBehindTheCallersBack) {
+  // The server answers the first request, then reads the second one on the
+  // same keep-alive connection and closes it without answering. libcurl would
+  // send the request again on a new connection (counted nowhere, and the
+  // server may have acted on it); the client reports the failure instead.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  std::atomic<int> requests{0};
+  std::thread server([&] {
+    const int first = ::accept(listener, nullptr, nullptr);
+    if (first < 0) return;
+    if (ReadUntilSeen(first, "/first")) {
+      ++requests;
+      const std::string reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+      ::send(first, reply.data(), reply.size(), MSG_NOSIGNAL);
+      if (ReadUntilSeen(first, "second-body")) ++requests;
+    }
+    ::close(first);
+    // A resend would come on a new connection (libcurl opens one before it
+    // asks whether to send): count a request that arrives there.
+    timeval timeout{1, 0};
+    ::setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    const int again = ::accept(listener, nullptr, nullptr);
+    if (again >= 0) {
+      if (ReadUntilSeen(again, "second-body")) ++requests;
+      ::close(again);
+    }
+  });
+  const std::string base = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  HttpClientRequest get;
+  get.url = base + "/first";
+  const HttpClientResponse first = client_->Send(get);
+  EXPECT_EQ(first.outcome, TransportOutcome::kOk) << first.error;
+  HttpClientRequest post;
+  post.method = "POST";
+  post.url = base + "/second";
+  post.body = "second-body";
+  const HttpClientResponse second = client_->Send(post);
+  server.join();
+  ::close(listener);
+  EXPECT_EQ(second.outcome, TransportOutcome::kConnectionReset) << second.error;
+  EXPECT_THAT(second.error, AllOf(HasSubstr("reused keep-alive connection"), HasSubstr("not sent again")));
+  EXPECT_EQ(requests.load(), 2);  // the first, and the second once
 }
 
 TEST_F(HttpClientTest, ChunkedStreamCutOffIsConnectionReset) {
