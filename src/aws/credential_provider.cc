@@ -576,6 +576,12 @@ Result<Credentials> StaticCredentialProvider::GetCredentials() {
   return out;
 }
 
+std::optional<Credentials> StaticCredentialProvider::CredentialsWithoutWaiting() {
+  Result<Credentials> credentials = GetCredentials();
+  if (!credentials.ok()) return std::nullopt;  // the blocking path reports the error
+  return std::move(credentials).value();
+}
+
 Result<Credentials> ParseCredentialProcessOutput(std::string_view output,
                                                  std::string_view context) {
   const std::string prefix = "the credential_process of " + std::string(context);
@@ -890,6 +896,18 @@ Result<Credentials> CachingCredentialProvider::GetCredentials() {
     refreshed_.notify_all();
     return last_error_;
   }
+}
+
+std::optional<Credentials> CachingCredentialProvider::CredentialsWithoutWaiting() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const WallTime now = clock_.Now();
+  const bool valid = cached_.has_value() && (!cached_->expiration.has_value() || now < *cached_->expiration);
+  if (!valid) return std::nullopt;
+  const bool fresh = !cached_->expiration.has_value() || now < *cached_->expiration - options_.refresh_window;
+  // The same early returns as GetCredentials: fresh, or still valid while a
+  // refresh runs or the last failed one is not due for another try.
+  if (fresh || refreshing_ || clock_.MonotonicNow() < next_attempt_) return *cached_;
+  return std::nullopt;
 }
 
 Status CachingCredentialProvider::LastRefreshError() const {

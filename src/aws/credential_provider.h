@@ -56,6 +56,13 @@ class CredentialProvider {
   virtual ~CredentialProvider() = default;
   // Errors: the source's own (see each implementation).
   virtual Result<Credentials> GetCredentials() = 0;
+
+  // The credentials GetCredentials() would return right now, when it could do
+  // so without I/O (STS, a credential process, files) and without waiting for
+  // another caller's refresh; nullopt when it might block or would fail. Lets
+  // callers on threads that must never block (an event loop) sign at once and
+  // hand the slow case to a thread that may block. Default: nullopt.
+  virtual std::optional<Credentials> CredentialsWithoutWaiting() { return std::nullopt; }
 };
 
 // Returns the same credentials every time (keys typed into a provider form).
@@ -65,6 +72,7 @@ class StaticCredentialProvider final : public CredentialProvider {
   explicit StaticCredentialProvider(Credentials credentials)
       : credentials_(std::move(credentials)) {}
   Result<Credentials> GetCredentials() override;
+  std::optional<Credentials> CredentialsWithoutWaiting() override;
 
  private:
   Credentials credentials_;
@@ -229,6 +237,9 @@ class CachingCredentialProvider final : public CredentialProvider {
   CachingCredentialProvider(std::shared_ptr<CredentialProvider> inner, const Clock& clock,
                             RefreshOptions options = {});
   Result<Credentials> GetCredentials() override;
+  // The cached credentials unless a refresh is due (GetCredentials would then
+  // call the inner provider) or they have expired.
+  std::optional<Credentials> CredentialsWithoutWaiting() override;
 
   // OK, or the error of the most recent refresh if it failed.
   Status LastRefreshError() const;

@@ -24,8 +24,8 @@ using std::chrono::milliseconds;
 namespace {
 
 // Set by the blocking wrappers (Wait) on their own thread while they start a
-// call: the first attempt may then be started on that thread (see Start).
-thread_local bool t_inline_first_attempt = false;
+// call: its first attempt may then wait for credentials there (see Start).
+thread_local bool t_caller_may_block = false;
 
 // Bodies of error responses are only parsed up to this size (aws_error.h
 // parses at most 256 KiB anyway).
@@ -449,24 +449,24 @@ class BedrockClient::Impl {
       registry_[state->registry_id] = state;
       ++live_calls_;
     }
-    // Asynchronous calls: every attempt is built and signed on the timer
-    // thread, because getting credentials may block (a refresh through STS)
-    // and the caller may be a callback on the HTTP loop thread, which must
-    // never block. A blocking wrapper's caller is about to block anyway and is
-    // never a callback (documented), so its first attempt is started right
-    // here: that saves a hop through the timer thread (a wake-up and a
-    // context switch per call). Completions still never run inside this call
-    // (a failure before sending goes through FailAsync).
-    if (t_inline_first_attempt) {
-      Attempt(state);
-      return;
-    }
-    timer_.Schedule(milliseconds(0), [this, state] { Attempt(state); });
+    // The first attempt is built, signed and sent on the caller's thread. A
+    // blocking wrapper's caller is about to block anyway and is never a
+    // callback (documented), so it may wait for credentials. An asynchronous
+    // caller may be a callback on the HTTP loop thread, which must never
+    // block: its attempt goes on only with credentials at hand, and moves to
+    // the timer thread when getting them could block (a refresh through STS).
+    // Either way no thread hop per call, and completions never run inside
+    // this call (a failure before sending goes through FailAsync).
+    Attempt(state, t_caller_may_block ? MayBlock::kYes : MayBlock::kNo);
   }
 
+  // Whether the thread running an attempt may wait for credentials.
+  enum class MayBlock { kNo, kYes };
+
   // Builds, signs and sends one attempt. Runs on the caller's thread (first
-  // attempt) or the timer thread (retries).
-  void Attempt(const std::shared_ptr<CallState>& state) {
+  // attempt) or the timer thread (retries, and first attempts whose
+  // credentials were not at hand).
+  void Attempt(const std::shared_ptr<CallState>& state, MayBlock may_block) {
     Exchange& ex = state->exchange;
     if (IsCancelled(state)) {
       FailAsync(state, CancelledError(state));
@@ -492,9 +492,16 @@ class BedrockClient::Impl {
     if (scheme.value() == aws::AuthScheme::kBearer) {
       req.headers.push_back({"Authorization", "Bearer " + bearer_->token()});
     } else {
-      Result<aws::Credentials> creds = ex.credentials_override.has_value()
-                                           ? Result<aws::Credentials>(*ex.credentials_override)
-                                           : options_.credentials->GetCredentials();
+      std::optional<aws::Credentials> at_hand = ex.credentials_override;
+      if (!at_hand.has_value() && may_block == MayBlock::kNo) {
+        at_hand = options_.credentials->CredentialsWithoutWaiting();
+        if (!at_hand.has_value()) {
+          timer_.Schedule(milliseconds(0), [this, state] { Attempt(state, MayBlock::kYes); });
+          return;
+        }
+      }
+      Result<aws::Credentials> creds = at_hand.has_value() ? Result<aws::Credentials>(std::move(*at_hand))
+                                                           : options_.credentials->GetCredentials();
       if (!creds.ok()) {
         FailAsync(state, ClientError(state, creds.status().WithContext("cannot get AWS credentials")));
         return;
@@ -739,7 +746,7 @@ class BedrockClient::Impl {
       Fail(state, std::move(*error));
       return;
     }
-    timer_.Schedule(delay.value(), [this, state] { Attempt(state); });
+    timer_.Schedule(delay.value(), [this, state] { Attempt(state, MayBlock::kYes); });
   }
 
   bool IsCancelled(const std::shared_ptr<CallState>& state) {
@@ -1404,9 +1411,9 @@ BedrockResult<T> Wait(const std::function<CallHandle(Completion<T>)>& start) {
   auto promise = std::make_shared<std::promise<BedrockResult<T>>>();
   auto future = promise->get_future();
   struct InlineScope {
-    bool saved = t_inline_first_attempt;
-    InlineScope() { t_inline_first_attempt = true; }
-    ~InlineScope() { t_inline_first_attempt = saved; }
+    bool saved = t_caller_may_block;
+    InlineScope() { t_caller_may_block = true; }
+    ~InlineScope() { t_caller_may_block = saved; }
   };
   {
     InlineScope scope;

@@ -25,12 +25,15 @@
 // calls of the client. A stream is retried only before its first event reached
 // the caller. The overall deadline bounds the whole chain (attempt timeouts are
 // clipped to it). Retry delays wait on a timer thread owned by the client (one
-// thread, a priority queue of due times, joined by the destructor). Every
-// attempt of an asynchronous call, the first included, is built, signed and
-// handed to the HTTP client on that thread, so getting credentials (which may
-// block for a refresh) never blocks the caller or the HTTP loop thread, and no
-// thread sleeps; the blocking wrappers start their first attempt on the
-// calling thread, which is about to wait anyway.
+// thread, a priority queue of due times, joined by the destructor); retries
+// are built, signed and handed to the HTTP client on that thread. The first
+// attempt is built and sent on the calling thread when the credentials are at
+// hand (aws::CredentialProvider::CredentialsWithoutWaiting: static keys, or
+// cached ones not due for a refresh); when getting them could block (a
+// refresh through STS), an asynchronous call's first attempt moves to the
+// timer thread, so neither the caller nor the HTTP loop thread ever waits on
+// it. The blocking wrappers may wait on the calling thread, which is about to
+// wait anyway.
 //
 // No call can wait forever: every attempt has a connect timeout, an attempt
 // timeout, an idle timeout (no bytes for that long ends a stalled stream with

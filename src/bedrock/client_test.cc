@@ -9,8 +9,10 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
+#include <thread>
 
 #include "net/http_server.h"
 #include "sim/sim_server.h"
@@ -608,6 +610,69 @@ TEST_F(BedrockClientTest, AccessDeniedCarriesTheTroubleshootingEntry) {
   ASSERT_FALSE(model.ok());
   EXPECT_EQ(model.error().troubleshooting.id, "access-denied-invoke-model");
   EXPECT_EQ(sim().CallCount("InvokeModel"), 1);
+}
+
+// Credentials that are never at hand without waiting (as during a refresh
+// through STS); records the threads that fetched them.
+class SourceOnlyCredentials : public aws::CredentialProvider {
+ public:
+  Result<aws::Credentials> GetCredentials() override {
+    std::lock_guard<std::mutex> lock(mutex);
+    fetch_threads.push_back(std::this_thread::get_id());
+    return DemoCredentials();
+  }
+  std::vector<std::thread::id> FetchThreads() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return fetch_threads;
+  }
+
+ private:
+  std::mutex mutex;
+  std::vector<std::thread::id> fetch_threads;
+};
+
+TEST_F(BedrockClientTest, CredentialsThatMayBlockAreFetchedOffTheThreadOfAnAsynchronousCaller) {
+  auto credentials = std::make_shared<SourceOnlyCredentials>();
+  BedrockClientOptions options = Options();
+  options.credentials = credentials;
+  std::unique_ptr<BedrockClient> client = MakeClient(std::move(options));
+  ASSERT_NE(client, nullptr);
+
+  std::promise<BedrockResult<ModelResult>> done;
+  client->InvokeModel(Ask("ping"), [&](BedrockResult<ModelResult> r) { done.set_value(std::move(r)); });
+  BedrockResult<ModelResult> r = done.get_future().get();
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  // The caller may be a callback on the HTTP loop thread: it never waits.
+  ASSERT_EQ(credentials->FetchThreads().size(), 1u);
+  EXPECT_NE(credentials->FetchThreads()[0], std::this_thread::get_id());
+
+  // A blocking caller waits anyway: its own thread fetches them.
+  ASSERT_TRUE(client->InvokeModel(Ask("ping")).ok());
+  ASSERT_EQ(credentials->FetchThreads().size(), 2u);
+  EXPECT_EQ(credentials->FetchThreads()[1], std::this_thread::get_id());
+}
+
+TEST_F(BedrockClientTest, CallsStartedFromCompletionCallbacksChain) {
+  // Static keys are at hand, so each call is signed and sent from inside the
+  // previous one's completion, on the HTTP loop thread, without a hop.
+  constexpr int kChain = 20;
+  std::atomic<int> succeeded{0};
+  std::promise<void> done;
+  std::function<void(int)> start = [&](int left) {
+    client_->InvokeModel(Ask("ping"), [&, left](BedrockResult<ModelResult> r) {
+      if (r.ok()) succeeded.fetch_add(1);
+      if (left > 1) {
+        start(left - 1);
+      } else {
+        done.set_value();
+      }
+    });
+  };
+  start(kChain);
+  std::future<void> finished = done.get_future();
+  ASSERT_EQ(finished.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(succeeded.load(), kChain);
+  EXPECT_EQ(sim().CallCount("InvokeModel"), kChain);
 }
 
 // A recording proxy in front of the emulator shows what goes on the wire.
