@@ -23,6 +23,7 @@
 #include "net/http_server.h"
 
 #include <array>
+#include <cstdio>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -33,6 +34,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -80,6 +82,10 @@ using boost::system::error_code;
 constexpr size_t kFirstReadSize = 512;
 // Slack on top of the header limit that bounds the connection's read buffer.
 constexpr size_t kReadSlack = 16 * 1024;
+// Connections taken from the accept queue per wake-up of the acceptor (see
+// AcceptLoop): enough to empty a full default backlog in a few trips, few
+// enough that established connections are not starved meanwhile.
+constexpr int kMaxAcceptBurst = 256;
 // After an error response (400/413/431) the server half-closes and discards
 // what the client is still sending, so that closing does not turn into a RST
 // that destroys the response before the client reads it. Both bounded.
@@ -391,6 +397,9 @@ class HttpServerImpl final : public HttpServer {
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    // Synchronous accept() then returns would_block instead of waiting (see
+    // AcceptLoop); asynchronous accepts are unaffected.
+    if (!ec) acceptor_.non_blocking(true, ec);
     if (ec) {
       return UnavailableError("cannot listen on " + where + ": " + ec.message() +
                               "; choose another port (0 picks a free one) or stop the process "
@@ -493,6 +502,28 @@ class HttpServerImpl final : public HttpServer {
     if (connections_.empty()) drained_.notify_all();
   }
 
+  // Registers an accepted socket and starts its session on `strand`; false
+  // (the socket closed) when the server is stopping.
+  bool Adopt(tcp::socket socket, const asio::any_io_executor& strand, uint64_t id) {
+    error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);  // no Nagle + delayed-ACK stalls
+    tcp::endpoint remote = socket.remote_endpoint(ec);
+    auto connection = std::make_shared<Connection>(std::move(socket), strand, id, options_.max_header_bytes + kReadSlack);
+    if (!ec) connection->remote_address = FormatEndpoint(remote);
+    if (!Register(connection)) {
+      connection->stream.close();
+      return false;
+    }
+    asio::co_spawn(strand, Session(connection), [](std::exception_ptr error) { LogException(error, "a connection"); });
+    return true;
+  }
+
+  // Accepts connections until Stop(). After each asynchronous accept, what
+  // else waits in the kernel's accept queue is taken at once (up to
+  // kMaxAcceptBurst) instead of one connection per trip through the
+  // io_context's handler queue: under a burst of thousands of connects that
+  // queue is long, and an accept queue that overflows makes the kernel drop
+  // SYNs, which the client only retries a whole second later.
   asio::awaitable<void> AcceptLoop() {
     uint64_t next_id = 1;
     for (;;) {
@@ -509,17 +540,19 @@ class HttpServerImpl final : public HttpServer {
         co_await backoff.async_wait(Await(ec));
         continue;
       }
-      socket.set_option(tcp::no_delay(true), ec);  // no Nagle + delayed-ACK stalls
-      tcp::endpoint remote = socket.remote_endpoint(ec);
-      auto connection = std::make_shared<Connection>(std::move(socket), strand, next_id++,
-                                                     options_.max_header_bytes + kReadSlack);
-      if (!ec) connection->remote_address = FormatEndpoint(remote);
-      if (!Register(connection)) {
-        connection->stream.close();
-        break;
+      if (!Adopt(std::move(socket), strand, next_id++)) break;
+      bool stopped = false;
+      for (int i = 0; i < kMaxAcceptBurst; ++i) {
+        asio::any_io_executor more_strand = asio::make_strand(io_context_);
+        tcp::socket more(more_strand);
+        acceptor_.accept(more, ec);
+        if (ec) break;  // would_block: the queue is empty (other errors: the async accept sees them)
+        if (!Adopt(std::move(more), more_strand, next_id++)) {
+          stopped = true;
+          break;
+        }
       }
-      asio::co_spawn(strand, Session(connection),
-                     [](std::exception_ptr error) { LogException(error, "a connection"); });
+      if (stopped) break;
     }
     std::lock_guard lock(mutex_);
     accepting_ = false;
@@ -754,33 +787,53 @@ class HttpServerImpl final : public HttpServer {
     co_return !ec && !stopping_;
   }
 
+  // Plays a chunked script. What is due at the same moment (the header and
+  // the chunks without a delay before them, and the terminating chunk) goes
+  // out in one write: a streamed answer that is ready at once (most of the
+  // emulator's) costs one send and one wake-up of the client, not one per
+  // event. A chunk with a delay starts a new write after that delay.
   asio::awaitable<bool> SendChunked(Connection& connection, unsigned version, bool close_after,
                                     const HttpResponse& response) {
-    error_code ec;
+    std::string pending;
     {
       http::response<http::empty_body> message;
       FillHeader(message, version, response, close_after);
       message.chunked(true);
-      http::response_serializer<http::empty_body> serializer(message);
-      connection.stream.expires_after(options_.read_timeout);
-      co_await http::async_write_header(connection.stream, serializer, Await(ec));
-      if (ec || stopping_) co_return false;
+      std::ostringstream header;
+      header << message.base();
+      pending = std::move(header).str();
     }
     for (const auto& chunk : response.chunks) {
-      if (!co_await Sleep(connection, chunk.delay)) co_return false;
+      if (chunk.delay > std::chrono::milliseconds::zero()) {
+        if (!co_await WritePending(connection, pending)) co_return false;
+        if (!co_await Sleep(connection, chunk.delay)) co_return false;
+      }
       // An empty chunk would be the terminating chunk; it only carries a delay.
       if (chunk.bytes.empty()) continue;
-      connection.stream.expires_after(options_.read_timeout);
-      co_await asio::async_write(connection.stream, http::make_chunk(asio::buffer(chunk.bytes)),
-                                 Await(ec));
-      if (ec || stopping_) co_return false;
+      AppendChunk(chunk.bytes, pending);
     }
-    if (response.end == ResponseEnd::kComplete) {
-      connection.stream.expires_after(options_.read_timeout);
-      co_await asio::async_write(connection.stream, http::make_chunk_last(), Await(ec));
-      if (ec || stopping_) co_return false;
-    }
-    co_return true;
+    if (response.end == ResponseEnd::kComplete) pending += "0\r\n\r\n";
+    co_return co_await WritePending(connection, pending);
+  }
+
+  // Writes `pending` (if anything) and empties it; false when the write failed
+  // or the server is stopping.
+  asio::awaitable<bool> WritePending(Connection& connection, std::string& pending) {
+    if (pending.empty()) co_return true;
+    error_code ec;
+    connection.stream.expires_after(options_.read_timeout);
+    co_await asio::async_write(connection.stream, asio::buffer(pending), Await(ec));
+    pending.clear();
+    co_return !ec && !stopping_;
+  }
+
+  // HTTP/1.1 chunk framing: size in hex, CRLF, the bytes, CRLF.
+  static void AppendChunk(std::string_view bytes, std::string& out) {
+    char size[20];
+    const int n = std::snprintf(size, sizeof size, "%zx\r\n", bytes.size());
+    out.append(size, static_cast<size_t>(n));
+    out.append(bytes);
+    out += "\r\n";
   }
 
   asio::awaitable<bool> Respond(Connection& connection, const HttpServerRequest& request,

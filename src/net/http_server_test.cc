@@ -479,6 +479,24 @@ TEST(HttpServerTest, ChunkedStreamDeliversEachChunkAsItIsSent) {
   EXPECT_EQ(again->body, "firstsecondthird");
 }
 
+TEST(HttpServerTest, ChunksDueAtOnceAreFramedOneByOne) {
+  // The header, these chunks and the terminating chunk go out in one write;
+  // each is still its own HTTP chunk (sizes in hex: 300 bytes is "12c").
+  const std::string big(300, 'x');
+  const HttpResponse reply = ChunkedReply({{0ms, "ab"}, {0ms, big}, {0ms, ""}, {0ms, "c"}}, ResponseEnd::kComplete);
+  auto server = StartOrDie([&](const HttpServerRequest&) { return reply; });
+  TestClient client(server->port());
+  ASSERT_TRUE(client.Send(Get("/stream")));
+  auto head = client.ReadHead();
+  ASSERT_TRUE(head);
+  EXPECT_TRUE(head->chunked());
+  EXPECT_EQ(client.ReadChunk(), "ab");
+  EXPECT_EQ(client.ReadChunk(), big);
+  EXPECT_EQ(client.ReadChunk(), "c");
+  EXPECT_EQ(client.ReadChunk(), "");
+  EXPECT_EQ(client.pending(), "");
+}
+
 TEST(HttpServerTest, CloseConnectionEndCutsTheStreamWithoutTheTerminatingChunk) {
   const HttpResponse reply =
       ChunkedReply({{0ms, "a"}, {10ms, "b"}}, ResponseEnd::kCloseConnection);
