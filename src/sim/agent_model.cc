@@ -90,32 +90,42 @@ const std::set<std::string, std::less<>>& StopWords() {
 }
 
 
-// Distinct keywords: words minus stop words and one-letter words.
-std::set<std::string> Keywords(std::string_view text) {
-  std::set<std::string> keywords;
-  for (auto& w : LowerCaseWords(text)) {
-    if (w.size() < 2 || StopWords().count(w) != 0) continue;
-    keywords.insert(std::move(w));
-  }
+// Distinct keywords, sorted: words minus stop words and one-letter words.
+std::vector<std::string> Keywords(std::string_view text) {
+  std::vector<std::string> keywords;
+  ForEachLowerCaseWord(text, [&](std::string_view w) {
+    if (w.size() < 2 || StopWords().count(w) != 0) return;
+    keywords.emplace_back(w);
+  });
+  std::sort(keywords.begin(), keywords.end());
+  keywords.erase(std::unique(keywords.begin(), keywords.end()), keywords.end());
   return keywords;
 }
 
-size_t Overlap(const std::set<std::string>& a, const std::set<std::string>& b) {
+// How many of `keywords` (sorted, distinct, from Keywords) occur as words of
+// `text`: the overlap with Keywords(text), without building that set (the
+// keywords hold no stop words or one-letter words to begin with).
+size_t Overlap(const std::vector<std::string>& keywords, std::string_view text) {
+  std::vector<bool> hit(keywords.size(), false);
   size_t n = 0;
-  for (const auto& w : a) n += b.count(w);
+  ForEachLowerCaseWord(text, [&](std::string_view w) {
+    const auto it = std::lower_bound(keywords.begin(), keywords.end(), w,
+                                     [](const std::string& k, std::string_view v) { return k < v; });
+    if (it == keywords.end() || *it != w) return;
+    const auto index = static_cast<size_t>(it - keywords.begin());
+    if (!hit[index]) {
+      hit[index] = true;
+      ++n;
+    }
+  });
   return n;
 }
 
-// True when `phrase` (one or more words) occurs in `text` as whole words,
-// ignoring case.
-bool ContainsPhrase(std::string_view text, std::string_view phrase) {
-  const std::vector<std::string> hay = LowerCaseWords(text);
-  const std::vector<std::string> needle = LowerCaseWords(phrase);
-  if (needle.empty() || needle.size() > hay.size()) return false;
-  for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-    if (std::equal(needle.begin(), needle.end(), hay.begin() + static_cast<std::ptrdiff_t>(i))) return true;
-  }
-  return false;
+// True when `phrase` (one or more words) occurs in the text whose WordLine is
+// `text_line` as whole words, ignoring case.
+bool LineContainsPhrase(std::string_view text_line, std::string_view phrase) {
+  const std::string needle = WordLine(phrase);
+  return !needle.empty() && text_line.find(needle) != std::string_view::npos;
 }
 
 bool ContainsIgnoreCase(std::string_view text, std::string_view needle) {
@@ -152,19 +162,19 @@ struct Retrieved {
 std::vector<Retrieved> Retrieve(std::string_view query, const AgentVersionSpec& version,
                                 const std::vector<KnowledgeBaseSpec>& knowledge_bases) {
   std::vector<Retrieved> found;
-  const std::set<std::string> q = Keywords(query);
+  const std::vector<std::string> q = Keywords(query);
   if (q.empty()) return found;
   const size_t threshold = std::max<size_t>(1, (q.size() + 4) / 5);
   for (const auto& kb_id : version.knowledge_base_ids) {
     for (const auto& kb : knowledge_bases) {
       if (kb.id != kb_id) continue;
       for (const auto& doc : kb.documents) {
-        const size_t score = Overlap(q, Keywords(doc.title + " " + doc.text));
+        const size_t score = Overlap(q, doc.title + " " + doc.text);
         if (score < threshold) continue;
         Retrieved r{&kb, &doc, score, {}};
         size_t best = 0;
         for (auto& s : Sentences(doc.text)) {
-          const size_t sscore = Overlap(q, Keywords(s));
+          const size_t sscore = Overlap(q, s);
           if (r.sentence.empty() || sscore > best) {
             best = sscore;
             r.sentence = std::move(s);
@@ -251,8 +261,9 @@ std::vector<std::pair<size_t, size_t>> SplitForStreaming(std::string_view text) 
 bool IsMemoryQuestion(std::string_view input) {
   static constexpr std::string_view kCues[] = {"earlier", "before", "previous", "previously", "what did i ask",
                                                "what did i say"};
+  const std::string line = WordLine(input);
   for (auto cue : kCues) {
-    if (ContainsPhrase(input, cue)) return true;
+    if (LineContainsPhrase(line, cue)) return true;
   }
   return false;
 }
@@ -361,9 +372,10 @@ std::string QuoteForAnswer(std::string_view text) { return Truncate(TrimAsciiWhi
 // A blocked topic whose word occurs in `text`, or nullptr.
 const GuardrailSpec::Topic* BlockedTopic(const std::optional<GuardrailSpec>& guardrail, std::string_view text) {
   if (!guardrail) return nullptr;
+  const std::string line = WordLine(text);
   for (const auto& topic : guardrail->blocked_topics) {
     for (const auto& word : topic.words) {
-      if (ContainsPhrase(text, word)) return &topic;
+      if (LineContainsPhrase(line, word)) return &topic;
     }
   }
   return nullptr;
@@ -442,9 +454,10 @@ std::vector<std::vector<std::string>> EnumValueLists(const json& schema) {
 // as FAQ, Standard or High priority" instructs, it does not describe.
 bool ListsEnumValues(std::string_view sentence,
                      const std::vector<std::vector<std::string>>& lists) {
+  const std::string line = WordLine(sentence);
   for (const auto& list : lists) {
     int named = 0;
-    for (const auto& value : list) named += ContainsPhrase(sentence, value) ? 1 : 0;
+    for (const auto& value : list) named += LineContainsPhrase(line, value) ? 1 : 0;
     if (named >= 2) return true;
   }
   return false;
@@ -547,9 +560,10 @@ std::string StringMember(const json& object, std::string_view key) {
 constexpr size_t kMaxFileBytes = 1'000'000;  // FileBody max in the model
 
 bool IsCsvExport(std::string_view input) {
-  if (!ContainsPhrase(input, "csv")) return false;
+  const std::string line = WordLine(input);
+  if (!LineContainsPhrase(line, "csv")) return false;
   for (std::string_view verb : {"export", "download", "file", "spreadsheet", "save"}) {
-    if (ContainsPhrase(input, verb)) return true;
+    if (LineContainsPhrase(line, verb)) return true;
   }
   return false;
 }
@@ -967,9 +981,10 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
                               version->code_interpreter && IsCsvExport(input.input_text);
       const ActionFunctionSpec* action = nullptr;
       if (results == nullptr && rule == nullptr && !structured && !export_csv) {
+        const std::string input_line = WordLine(input.input_text);
         for (const auto& a : version->actions) {
           for (const auto& w : a.trigger_words) {
-            if (ContainsPhrase(input.input_text, w)) {
+            if (LineContainsPhrase(input_line, w)) {
               action = &a;
               break;
             }

@@ -2,8 +2,9 @@
 // Word splitting shared by the emulator's Claude and Agents models, which both
 // match prompts against keywords.
 //
-// Thread safety: pure function.
+// Thread safety: pure functions.
 
+#include <cctype>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,5 +15,31 @@ namespace quarry::sim {
 // ASCII letters and digits or non-ASCII bytes (so UTF-8 words stay whole);
 // everything else separates words.
 std::vector<std::string> LowerCaseWords(std::string_view text);
+
+// Calls visit(std::string_view word) for each word LowerCaseWords(text) would
+// return, in order, without building the vector (the emulator matches every
+// request against knowledge-base documents; one buffer serves all words). The
+// view is valid only during the call.
+template <typename Visit>
+void ForEachLowerCaseWord(std::string_view text, Visit&& visit) {
+  std::string word;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte) != 0 || byte >= 0x80) {
+      word.push_back(static_cast<char>(std::tolower(byte)));
+    } else if (!word.empty()) {
+      visit(std::string_view(word));
+      word.clear();
+    }
+  }
+  if (!word.empty()) visit(std::string_view(word));
+}
+
+// The words of `text` on one line, each with a space before and after
+// (" vpn drops every 10 minutes "); "" when it has no words. A phrase occurs in
+// a text as consecutive whole words exactly when the phrase's WordLine is a
+// non-empty substring of the text's, so a text prepared once can be searched
+// for many phrases.
+std::string WordLine(std::string_view text);
 
 }  // namespace quarry::sim
