@@ -84,7 +84,8 @@ def main():
     a = find("BM_InvokeAgent10kConcurrent")
     print(f"10,000 concurrent InvokeAgent (2 s each): last completed after {a['wall_s']:.2f} s "
           f"({'within' if a['wall_s'] <= AGENT_WALL_TARGET_S else 'NOT within'} {AGENT_WALL_TARGET_S} s), "
-          f"failed {a['failed']:.0f}, submitted in {a['submit_s']:.2f} s; client CPU {a['client_cpu_s']:.2f} s, "
+          f"failed {a['failed']:.0f}, submitted in {a['submit_s']:.2f} s; completions: first {a['first_s']:.2f} s, "
+          f"median {a['p50_s']:.2f} s, 99th percentile {a['p99_s']:.2f} s; client CPU {a['client_cpu_s']:.2f} s, "
           f"emulator CPU {a['emulator_cpu_s']:.2f} s")
     print(f"client peak RSS (VmHWM, whole benchmark process): {a['peak_rss_mb']:.0f} MB "
           f"(target < {RSS_TARGET_MB:.0f} MB: {'met' if a['peak_rss_mb'] < RSS_TARGET_MB else 'NOT met'})")
