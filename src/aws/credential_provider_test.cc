@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -688,6 +689,47 @@ TEST(CachingCredentialProviderTest, CallersDuringARefreshGetTheStillValidCredent
   refresher.join();
   EXPECT_EQ(provider.GetCredentials()->access_key_id, "ASIA2");
   EXPECT_EQ(inner->calls, 2);
+}
+
+TEST(CachingCredentialProviderTest, CredentialsWithoutWaitingNeverCallsTheSource) {
+  FakeClock clock;
+  const WallTime start = clock.Now();
+  auto inner = std::make_shared<ScriptedProvider>();
+  inner->next = [&] { return Expiring("ASIA1", start + hours(1)); };
+  CachingCredentialProvider provider(inner, clock);
+  // Nothing fetched yet: getting credentials would call the source.
+  EXPECT_FALSE(provider.CredentialsWithoutWaiting().has_value());
+  EXPECT_EQ(inner->calls, 0);
+
+  ASSERT_TRUE(provider.GetCredentials().ok());
+  std::optional<Credentials> at_hand = provider.CredentialsWithoutWaiting();
+  ASSERT_TRUE(at_hand.has_value());
+  EXPECT_EQ(at_hand->access_key_id, "ASIA1");
+
+  // Inside the refresh window: GetCredentials would refresh, so not at hand.
+  clock.SetNow(start + minutes(56));
+  EXPECT_FALSE(provider.CredentialsWithoutWaiting().has_value());
+  // A failed refresh keeps the valid ones, and until its retry is due they are
+  // at hand again.
+  inner->next = [] { return Result<Credentials>(UnavailableError("sts is down")); };
+  ASSERT_TRUE(provider.GetCredentials().ok());
+  EXPECT_EQ(provider.CredentialsWithoutWaiting()->access_key_id, "ASIA1");
+  clock.Advance(seconds(31));
+  EXPECT_FALSE(provider.CredentialsWithoutWaiting().has_value());
+  // Expired: never at hand.
+  clock.SetNow(start + hours(1));
+  EXPECT_FALSE(provider.CredentialsWithoutWaiting().has_value());
+  EXPECT_EQ(inner->calls, 2);
+}
+
+TEST(StaticCredentialProviderTest, CredentialsWithoutWaitingAreTheKeysOrNothing) {
+  StaticCredentialProvider keys(Credentials{"AKID", "secret", "", std::nullopt, ""});
+  ASSERT_TRUE(keys.CredentialsWithoutWaiting().has_value());
+  EXPECT_EQ(keys.CredentialsWithoutWaiting()->source, "explicit");
+  // Incomplete keys: the blocking path reports what is missing.
+  StaticCredentialProvider no_secret(Credentials{"AKID", "", "", std::nullopt, ""});
+  EXPECT_FALSE(no_secret.CredentialsWithoutWaiting().has_value());
+  EXPECT_FALSE(no_secret.GetCredentials().ok());
 }
 
 TEST(CachingCredentialProviderTest, DefaultProviderCachesTheChain) {
