@@ -1,5 +1,11 @@
 #include "common/crypto.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <set>
+#include <string>
+
 #include <gtest/gtest.h>
 
 #include "common/encoding.h"
@@ -52,6 +58,42 @@ TEST(CryptoTest, RandomUuidIsVersionFourInCanonicalForm) {
   EXPECT_EQ(uuid[14], '4');
   EXPECT_NE(std::string("89ab").find(uuid[19]), std::string::npos);
   EXPECT_NE(RandomUuid(), uuid);
+}
+
+TEST(CryptoTest, RandomUuidsAreDistinctAcrossManyPagesOfRandomBytes) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 2'000; ++i) {  // about eight refills of a thread's page
+    const std::string uuid = RandomUuid();
+    ASSERT_EQ(uuid.size(), 36u);
+    ASSERT_EQ(uuid.find_first_not_of("0123456789abcdef-"), std::string::npos) << uuid;
+    ASSERT_TRUE(seen.insert(uuid).second) << "repeated " << uuid;
+  }
+}
+
+TEST(CryptoTest, AForkedChildDoesNotRepeatItsParentsNextUuid) {
+  RandomUuid();  // this thread now holds a page of random bytes
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::string uuid = RandomUuid();
+    const ssize_t written = ::write(fds[1], uuid.data(), uuid.size());
+    ::_exit(written == static_cast<ssize_t>(uuid.size()) ? 0 : 1);
+  }
+  ::close(fds[1]);
+  std::string from_child(36, '\0');
+  ssize_t got = 0;
+  while (got < 36) {
+    const ssize_t n = ::read(fds[0], from_child.data() + got, static_cast<size_t>(36 - got));
+    if (n <= 0) break;
+    got += n;
+  }
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_EQ(got, 36);
+  EXPECT_NE(from_child, RandomUuid());
 }
 
 }  // namespace

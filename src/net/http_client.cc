@@ -393,7 +393,7 @@ class CurlHttpClient final : public HttpClient {
     auto* t = static_cast<Transfer*>(user);
     const size_t total = size * count;
     if (t->aborted) return 0;
-    t->last_activity = SteadyClock::now();
+    t->last_activity = t->owner->loop_now_;
     if (t->headers_done) return total;  // trailers: ignored
     std::string_view line(data, total);
     if (line.substr(0, 5) == "HTTP/") {
@@ -484,7 +484,7 @@ class CurlHttpClient final : public HttpClient {
     auto* t = static_cast<Transfer*>(user);
     const size_t total = size * count;
     if (t->aborted) return 0;
-    t->last_activity = SteadyClock::now();
+    t->last_activity = t->owner->loop_now_;
     if (!t->headers_done && !CompleteHeaders(t)) return 0;
     if (t->response.body_bytes + total > t->request.max_response_bytes) {
       Abort(t, TransportOutcome::kResponseTooLarge,
@@ -766,6 +766,7 @@ class CurlHttpClient final : public HttpClient {
     std::vector<epoll_event> events(kMaxEpollEvents);
     int running = 0;
     for (;;) {
+      loop_now_ = SteadyClock::now();
       bool stopping = false;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -811,6 +812,7 @@ class CurlHttpClient final : public HttpClient {
       // write the eventfd).
       const int wait_ms = queued_from_loop_ || !admitted_.empty() ? 0 : WaitMilliseconds();
       const int ready = ::epoll_wait(epoll_fd_, events.data(), kMaxEpollEvents, wait_ms);
+      loop_now_ = SteadyClock::now();
       if (ready < 0 && errno != EINTR) {
         spdlog::error("HTTP client: epoll_wait failed: {}", std::strerror(errno));
       }
@@ -1254,6 +1256,9 @@ class CurlHttpClient final : public HttpClient {
   std::unordered_map<RequestId, std::unique_ptr<Transfer>> active_;  // admitted, started or not
   std::deque<RequestId> admitted_;  // of active_, not started yet, in order (see StartAdmitted())
   bool queued_from_loop_ = false;   // a callback called Start() or Cancel() (see Loop())
+  // Read by the libcurl callbacks as the time bytes arrived: one clock read
+  // per loop iteration (after epoll_wait) instead of one per header line.
+  SteadyClock::time_point loop_now_{};
   std::vector<std::unique_ptr<EasyHandle>> spare_handles_;  // reset, ready for the next transfer
   std::vector<SocketEntry> sockets_;  // by descriptor number; also used by the destructor
   IdleDeadlines idle_deadlines_;
