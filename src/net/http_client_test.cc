@@ -481,16 +481,29 @@ TEST_F(HttpClientTest, IdleTimeoutEndsAStalledStream) {
   EXPECT_THAT(response.error, HasSubstr("10 body bytes"));
 }
 
+// A TCP socket bound to a free loopback port, listening with `backlog`
+// unless that is negative; its address in *address. -1 when that fails.
+int BoundLoopbackSocket(int backlog, sockaddr_in* address) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  *address = sockaddr_in{};
+  address->sin_family = AF_INET;
+  address->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(*address);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(address), sizeof(*address)) != 0 ||
+      (backlog >= 0 && ::listen(fd, backlog) != 0) ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(address), &length) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 TEST_F(HttpClientTest, ConnectionRefusedIsConnectFailed) {
   // A port that was free a moment ago and has no listener.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
   sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const int fd = BoundLoopbackSocket(/*backlog=*/-1, &address);
+  ASSERT_GE(fd, 0);
   ::close(fd);
   const std::string host = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
 
@@ -506,15 +519,9 @@ TEST_F(HttpClientTest, ConnectionRefusedIsConnectFailed) {
 TEST_F(HttpClientTest, ConnectTimeoutWhenTheServerNeverAcceptsTheConnection) {
   // A listener with a full accept queue: Linux drops further SYNs, so the
   // client's connect neither succeeds nor fails until it times out.
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener, 0);
   sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  ASSERT_EQ(::listen(listener, 0), 0);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const int listener = BoundLoopbackSocket(/*backlog=*/0, &address);
+  ASSERT_GE(listener, 0);
   std::vector<int> fillers;
   for (int i = 0; i < 3; ++i) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -573,15 +580,9 @@ TEST_F(HttpClientTest, ARequestLostOnAReusedConnectionIsNotSentAgainBehindTheCal
   // same keep-alive connection and closes it without answering. libcurl would
   // send the request again on a new connection (counted nowhere, and the
   // server may have acted on it); the client reports the failure instead.
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener, 0);
   sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  ASSERT_EQ(::listen(listener, 8), 0);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const int listener = BoundLoopbackSocket(/*backlog=*/8, &address);
+  ASSERT_GE(listener, 0);
   std::atomic<int> requests{0};
   std::thread server([&] {
     const int first = ::accept(listener, nullptr, nullptr);
