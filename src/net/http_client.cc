@@ -75,6 +75,7 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -953,6 +954,7 @@ class CurlHttpClient final : public HttpClient {
     set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
     set(CURLOPT_SSL_VERIFYPEER, options_.verify_tls ? 1L : 0L);
     set(CURLOPT_SSL_VERIFYHOST, options_.verify_tls ? 2L : 0L);
+    if (!options_.ca_bundle.empty()) set(CURLOPT_CAINFO, options_.ca_bundle.c_str());
     set(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);  // proxy CONNECT replies are not the response
     set(CURLOPT_TCP_KEEPALIVE, 1L);
     set(CURLOPT_FOLLOWLOCATION, 0L);
@@ -1129,7 +1131,12 @@ class CurlHttpClient final : public HttpClient {
                        std::to_string(static_cast<int>(code)) + ": " + curl_easy_strerror(code) + "]";
     switch (outcome) {
       case TransportOutcome::kConnectFailed:
-        text += "; check the endpoint, DNS, network and proxy settings (https_proxy/no_proxy)";
+        if (code == CURLE_PEER_FAILED_VERIFICATION || code == CURLE_SSL_CACERT_BADFILE) {
+          text += "; the server's TLS certificate is not trusted: if a TLS-inspecting proxy or a private CA is in "
+                  "the way, give its CA certificate to the client as a CA bundle (PEM)";
+        } else {
+          text += "; check the endpoint, DNS, network and proxy settings (https_proxy/no_proxy)";
+        }
         break;
       case TransportOutcome::kConnectTimeout:
         text += "; the server did not accept a connection within " +
@@ -1268,6 +1275,16 @@ class CurlHttpClient final : public HttpClient {
 }  // namespace
 
 Result<std::unique_ptr<HttpClient>> HttpClient::Create(const HttpClientOptions& options) {
+  if (!options.ca_bundle.empty()) {
+    // libcurl would only find out at the first request, as a TLS error.
+    std::ifstream bundle(options.ca_bundle);
+    std::string first_line;
+    if (!bundle || !std::getline(bundle, first_line)) {
+      return InvalidArgumentError("the CA bundle " + options.ca_bundle + " cannot be read (" + std::strerror(errno) +
+                                  "); point it at a readable PEM file of CA certificates, or leave it unset to use "
+                                  "the system's");
+    }
+  }
   static std::once_flag global_init_once;
   static CURLcode global_init_result = CURLE_OK;
   std::call_once(global_init_once, [] { global_init_result = curl_global_init(CURL_GLOBAL_ALL); });

@@ -103,6 +103,10 @@ struct HttpClientOptions {
   size_t max_connections_per_host = 0;  // 0 = unlimited (libcurl default)
   size_t max_total_connections = 0;     // 0 = unlimited
   bool verify_tls = true;               // only tests against plain HTTP may care; never off in production
+  // A PEM file of CA certificates to trust instead of the system's (a
+  // TLS-inspecting proxy's CA, a private CA in front of a VPC endpoint); empty:
+  // the system store. Create() fails (InvalidArgument) when it cannot be read.
+  std::string ca_bundle{};
   std::string user_agent = "quarry";
 };
 

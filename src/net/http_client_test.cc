@@ -25,6 +25,7 @@
 #include <gtest/gtest.h>
 
 #include "net/http_server.h"
+#include "tests/support/tls_test_server.h"
 
 namespace quarry::net {
 
@@ -547,6 +548,57 @@ TEST_F(HttpClientTest, TlsHandshakeFailureIsConnectFailed) {
   request.url = "https://127.0.0.1:" + std::to_string(server_->port()) + "/x";  // not a TLS server
   const HttpClientResponse response = client_->Send(request);
   EXPECT_EQ(response.outcome, TransportOutcome::kConnectFailed) << response.error;
+}
+
+// --- TLS against a real TLS server with its own CA -------------------------
+
+std::unique_ptr<HttpClient> ClientTrusting(const std::string& ca_bundle) {
+  HttpClientOptions options;
+  options.ca_bundle = ca_bundle;
+  Result<std::unique_ptr<HttpClient>> client = HttpClient::Create(options);
+  EXPECT_TRUE(client.ok()) << client.status().ToString();
+  return client.ok() ? std::move(client).value() : nullptr;
+}
+
+HttpClientRequest GetFrom(const std::string& url) {
+  HttpClientRequest request;
+  request.url = url;
+  return request;
+}
+
+TEST(HttpClientTlsTest, AServerSignedByTheCaBundleIsTrusted) {
+  quarry::testing::TlsTestServer server;
+  std::unique_ptr<HttpClient> client = ClientTrusting(server.ca_file());
+  ASSERT_NE(client, nullptr);
+  const HttpClientResponse response = client->Send(GetFrom(server.base_url() + "/x"));
+  ASSERT_EQ(response.outcome, TransportOutcome::kOk) << response.error;
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "ok");
+  EXPECT_EQ(response.http_version, "1.1");
+  EXPECT_EQ(server.requests(), 1);
+}
+
+TEST(HttpClientTlsTest, AnUntrustedCertificateIsRefusedWithAHintAboutTheCaBundle) {
+  quarry::testing::TlsTestServer server;
+  // The system's store, then a CA that signed something else: both refuse.
+  for (const std::string& ca_bundle : {std::string(), server.unrelated_ca_file()}) {
+    std::unique_ptr<HttpClient> client = ClientTrusting(ca_bundle);
+    ASSERT_NE(client, nullptr);
+    const HttpClientResponse response = client->Send(GetFrom(server.base_url() + "/x"));
+    EXPECT_EQ(response.outcome, TransportOutcome::kConnectFailed) << response.error;
+    EXPECT_THAT(response.error, AllOf(HasSubstr("not trusted"), HasSubstr("CA bundle"))) << ca_bundle;
+    EXPECT_FALSE(response.headers_received);
+  }
+  EXPECT_EQ(server.requests(), 0);  // nothing was sent to an unverified server
+}
+
+TEST(HttpClientTlsTest, AnUnreadableCaBundleFailsAtCreate) {
+  HttpClientOptions options;
+  options.ca_bundle = "/nonexistent/quarry-ca.pem";
+  Result<std::unique_ptr<HttpClient>> client = HttpClient::Create(options);
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(client.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(client.status().message(), AllOf(HasSubstr("/nonexistent/quarry-ca.pem"), HasSubstr("PEM")));
 }
 
 TEST_F(HttpClientTest, ResetBeforeTheResponseIsConnectionReset) {
