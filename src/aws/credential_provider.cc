@@ -560,6 +560,16 @@ std::string ProfileNotFoundMessage(const SharedConfig& config, const std::string
   return message;
 }
 
+// The shared files for a setting of `profile`: NotFound when the profile was
+// named (option or AWS_PROFILE) but is in neither file.
+Result<SharedConfig> LoadConfigOfProfile(const CredentialChainOptions& options, const std::string& profile) {
+  QUARRY_ASSIGN_OR_RETURN(SharedConfig config, LoadSharedConfig(options));
+  if (!config.HasProfile(profile) && ProfileWasNamed(options)) {
+    return NotFoundError(ProfileNotFoundMessage(config, profile, options));
+  }
+  return config;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -814,10 +824,7 @@ Result<ResolvedRegion> ResolveRegion(const CredentialChainOptions& options) {
     }
   }
   const std::string profile = ResolveProfileName(options);
-  QUARRY_ASSIGN_OR_RETURN(SharedConfig config, LoadSharedConfig(options));
-  if (!config.HasProfile(profile) && ProfileWasNamed(options)) {
-    return NotFoundError(ProfileNotFoundMessage(config, profile, options));
-  }
+  QUARRY_ASSIGN_OR_RETURN(SharedConfig config, LoadConfigOfProfile(options, profile));
   if (auto region = config.Get(profile, "region"); region.has_value() && !region->value.empty()) {
     return ResolvedRegion{region->value, "profile " + profile + " (" + region->Where() + ")"};
   }
@@ -827,6 +834,18 @@ Result<ResolvedRegion> ResolveRegion(const CredentialChainOptions& options) {
       Quote(profile) + " has no region (read " + config.DescribeFiles() +
       "); set AWS_REGION=us-east-1 (for example) or add `region = us-east-1` to the "
       "profile in the config file");
+}
+
+Result<ResolvedCaBundle> ResolveCaBundle(const CredentialChainOptions& options) {
+  if (std::optional<std::string> path = EnvironmentOf(options).GetNonEmpty("AWS_CA_BUNDLE"); path.has_value()) {
+    return ResolvedCaBundle{*path, "AWS_CA_BUNDLE"};
+  }
+  const std::string profile = ResolveProfileName(options);
+  QUARRY_ASSIGN_OR_RETURN(SharedConfig config, LoadConfigOfProfile(options, profile));
+  if (auto bundle = config.Get(profile, "ca_bundle"); bundle.has_value() && !bundle->value.empty()) {
+    return ResolvedCaBundle{bundle->value, "profile " + profile + " (" + bundle->Where() + ")"};
+  }
+  return ResolvedCaBundle{};
 }
 
 // ---------------------------------------------------------------------------

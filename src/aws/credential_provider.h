@@ -202,6 +202,18 @@ struct ResolvedRegion {
 // Errors: FailedPrecondition saying how to set one; the shared files' errors.
 Result<ResolvedRegion> ResolveRegion(const CredentialChainOptions& options);
 
+struct ResolvedCaBundle {
+  std::string path;    // "" when none is configured: the system's CA store
+  std::string source;  // "AWS_CA_BUNDLE", "profile dev (/h/.aws/config:4)"; "" with no path
+};
+
+// The PEM file of CA certificates to trust for AWS endpoints, as the AWS CLI
+// and SDKs take it: AWS_CA_BUNDLE, then the profile's `ca_bundle`. Not
+// checked here (the HTTP client refuses an unreadable file).
+// Errors: the shared files' errors; NotFound for a named profile that does
+// not exist.
+Result<ResolvedCaBundle> ResolveCaBundle(const CredentialChainOptions& options);
+
 // ---------------------------------------------------------------------------
 // Caching and refresh
 // ---------------------------------------------------------------------------

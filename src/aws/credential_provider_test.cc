@@ -538,6 +538,30 @@ TEST_F(ChainTest, NoRegionSaysHowToSetOne) {
               AllOf(HasSubstr("set AWS_REGION"), HasSubstr("region = us-east-1")));
 }
 
+// --- CA bundle ------------------------------------------------------------------------
+
+TEST_F(ChainTest, CaBundleComesFromAwsCaBundleThenTheProfile) {
+  Result<ResolvedCaBundle> none = ResolveCaBundle(Options());
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(none->path, "");  // the system's store
+
+  WriteConfig("[profile dev]\nregion = eu-central-1\nca_bundle = /etc/proxy-ca.pem\n");
+  CredentialChainOptions options = Options();
+  options.profile = "dev";
+  Result<ResolvedCaBundle> from_profile = ResolveCaBundle(options);
+  ASSERT_TRUE(from_profile.ok()) << from_profile.status().ToString();
+  EXPECT_EQ(from_profile->path, "/etc/proxy-ca.pem");
+  EXPECT_EQ(from_profile->source, "profile dev (" + dir_.Path("config") + ":3)");
+
+  env_.Set("AWS_CA_BUNDLE", "/srv/ca.pem");
+  EXPECT_EQ(ResolveCaBundle(options)->path, "/srv/ca.pem");
+  EXPECT_EQ(ResolveCaBundle(options)->source, "AWS_CA_BUNDLE");
+
+  options.profile = "missing";
+  env_.Set("AWS_CA_BUNDLE", "");
+  EXPECT_EQ(ResolveCaBundle(options).status().code(), StatusCode::kNotFound);
+}
+
 // --- caching and refresh ---------------------------------------------------------------
 
 class ScriptedProvider : public CredentialProvider {

@@ -421,7 +421,7 @@ class BedrockClient::Impl {
       bearer_ = std::move(token).value();
     }
     if (!options_.http_client) {
-      auto http = net::HttpClient::Create();
+      auto http = net::HttpClient::Create({.ca_bundle = options_.ca_bundle});
       if (!http.ok()) return http.status();
       options_.http_client = std::shared_ptr<net::HttpClient>(std::move(http).value());
     }

@@ -462,6 +462,11 @@ struct BedrockClientOptions {
 
   const Clock* clock = nullptr;                   // nullptr: SystemClock; must outlive the client
   std::shared_ptr<net::HttpClient> http_client{};  // nullptr: the client creates one
+  // For the HTTP client the client creates (ignored with http_client): a PEM
+  // file of CA certificates to trust instead of the system's (AWS_CA_BUNDLE /
+  // a profile's ca_bundle, see aws::ResolveCaBundle). Create() fails when it
+  // cannot be read.
+  std::string ca_bundle{};
 };
 
 class BedrockClient {

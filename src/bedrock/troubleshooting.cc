@@ -38,6 +38,7 @@ constexpr std::string_view kModelError = "model-error";
 constexpr std::string_view kServiceError = "service-error";
 constexpr std::string_view kUnknownError = "unknown-error";
 constexpr std::string_view kResponseNotFromAws = "response-not-from-aws";
+constexpr std::string_view kTlsCertificateUntrusted = "tls-certificate-untrusted";
 
 constexpr std::string_view kAllIds[] = {
     kAccessDeniedInvokeModel, kAccessDeniedInvokeAgent, kModelAccessNotGranted, kOnDemandNotSupported,
@@ -46,7 +47,7 @@ constexpr std::string_view kAllIds[] = {
     kThrottled,               kQuotaExceeded,           kValidationError,       kCredentialsExpired,
     kCredentialsInvalid,      kClockSkew,               kBearerTokenNotAccepted, kEventStreamBroken,
     kEventStreamStalled,      kModelNotReady,           kModelTimeout,          kModelError,
-    kServiceError,            kUnknownError,            kResponseNotFromAws,
+    kServiceError,            kUnknownError,            kResponseNotFromAws,    kTlsCertificateUntrusted,
 };
 
 // ---- Reading the error ----
@@ -409,6 +410,28 @@ TroubleshootingEntry CouldNotConnect(const Facts& f) {
   return e;
 }
 
+TroubleshootingEntry TlsCertificateUntrusted(const Facts& f) {
+  TroubleshootingEntry e =
+      Make(f, kTlsCertificateUntrusted, "The endpoint's TLS certificate is not trusted, so nothing was sent");
+  const std::string endpoint = Or(f.context.endpoint_url, "the standard AWS endpoint");
+  e.likely_causes = {
+      "A TLS-inspecting proxy or firewall between Quarry and AWS presents its own certificate, signed by a "
+      "corporate CA that this host's trust store does not hold.",
+      "The endpoint URL (" + endpoint + ") points at a server with a self-signed or privately signed certificate "
+      "(an internal gateway, a test server), or its certificate does not name the host in the URL.",
+      "The host's CA store is missing or outdated (the ca-certificates package).",
+  };
+  e.how_to_fix = {
+      "Put the proxy's or private CA's certificate (PEM) in a file and set AWS_CA_BUNDLE to its path (for `quarry "
+      "bedrock`, `ca_bundle` in the AWS profile works too), then restart Quarry.",
+      "Check the endpoint URL; leave it empty to use the standard endpoint (https://" +
+          Or(f.error.service, "bedrock-runtime") + "." + RegionOr(f) + ".amazonaws.com).",
+      "Update the system's CA certificates (apt-get install --reinstall ca-certificates). Never turn certificate "
+      "verification off: Quarry sends signed requests and agent data over this connection.",
+  };
+  return e;
+}
+
 TroubleshootingEntry ResponseNotFromAws(const Facts& f) {
   TroubleshootingEntry e = Make(f, kResponseNotFromAws,
                                 "The error response did not come from AWS: a proxy, gateway or other server answered");
@@ -765,6 +788,7 @@ TroubleshootingEntry Troubleshoot(const aws::AwsError& error, const CallContext&
     if (f.error.timeout || CodeIs(f, "RequestTimeout") || Has(m, "timed out") || Has(m, "timeout")) {
       return f.is_agent_call ? AgentExecutionTimedOut(f) : RequestTimedOut(f);
     }
+    if (Has(m, "certificate")) return TlsCertificateUntrusted(f);
     return CouldNotConnect(f);
   }
 

@@ -155,6 +155,14 @@ std::vector<Case> Cases() {
                    connect,
                    "could-not-connect",
                    {"https://bedrock-runtime.us-east-1.amazonaws.com", "VPC endpoint", "Connection refused"}});
+  cases.push_back({"TLS certificate not trusted (a TLS-inspecting proxy)",
+                   aws::MakeConnectionError("bedrock-runtime",
+                                            "connect_failed: SSL certificate problem: unable to get local issuer "
+                                            "certificate; the server's TLS certificate is not trusted",
+                                            false),
+                   connect,
+                   "tls-certificate-untrusted",
+                   {"AWS_CA_BUNDLE", "TLS-inspecting proxy", "Never turn certificate verification off"}});
   cases.push_back({"request timed out",
                    aws::MakeConnectionError("bedrock-runtime", "no response within 60000 ms", true),
                    ModelCall(kHaiku), "request-timed-out", {"timed out", kHaiku}});

@@ -127,6 +127,12 @@ enum class Auth {
   kBearerOrSigV4,      // bedrock, bedrock-runtime
 };
 
+// " (the CA bundle is set by SOURCE)" when one is configured, for messages
+// about a client that could not be made.
+std::string CaBundleSource(const aws::ResolvedCaBundle& ca_bundle) {
+  return ca_bundle.path.empty() ? "" : " (the CA bundle is set by " + ca_bundle.source + ")";
+}
+
 // Builds the client; every local problem ends the process with exit code 2
 // before anything is sent. `region_hint` is used when no region is given or
 // configured (the region of an agent alias ARN).
@@ -164,6 +170,11 @@ std::unique_ptr<Session> OpenSession(const CommonOptions& common, Auth auth, con
   bedrock::BedrockClientOptions options;
   options.region = session->region;
   options.endpoint_url = common.endpoint_url;
+  // Trusted CAs: AWS_CA_BUNDLE or the profile's ca_bundle (a TLS-inspecting
+  // proxy's CA), as the AWS CLI takes them.
+  Result<aws::ResolvedCaBundle> ca_bundle = aws::ResolveCaBundle(chain);
+  if (!ca_bundle.ok()) FailInput(ca_bundle.status().message());
+  options.ca_bundle = ca_bundle->path;
   if (common.max_attempts > 0) options.retry.max_attempts = common.max_attempts;
   if (common.timeout_s > 0) {
     auto deadline = std::chrono::milliseconds(static_cast<int64_t>(common.timeout_s * 1000));
@@ -190,7 +201,7 @@ std::unique_ptr<Session> OpenSession(const CommonOptions& common, Auth auth, con
     bedrock::BedrockClientOptions sts_options = options;
     sts_options.bearer_token.reset();
     Result<std::unique_ptr<aws::RoleAssumer>> assumer = bedrock::MakeStsRoleAssumer(sts_options);
-    if (!assumer.ok()) FailInput(assumer.status().message());
+    if (!assumer.ok()) FailInput(assumer.status().message() + CaBundleSource(*ca_bundle));
     session->role_assumer = std::move(assumer).value();
   }
   chain.role_assumer = session->role_assumer.get();
@@ -212,7 +223,7 @@ std::unique_ptr<Session> OpenSession(const CommonOptions& common, Auth auth, con
   }
 
   Result<std::unique_ptr<bedrock::BedrockClient>> client = bedrock::BedrockClient::Create(std::move(options));
-  if (!client.ok()) FailInput(client.status().message());
+  if (!client.ok()) FailInput(client.status().message() + CaBundleSource(*ca_bundle));
   session->client = std::move(client).value();
   return session;
 }

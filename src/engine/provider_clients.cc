@@ -114,11 +114,15 @@ ProviderClients::ProviderClients(std::shared_ptr<store::Database> db, std::share
       metrics_(std::move(metrics)),
       recheck_interval_(recheck_interval) {
   if (metrics_) DeclareBedrockMetrics(*metrics_);
-  Result<std::unique_ptr<net::HttpClient>> http = net::HttpClient::Create();
+  // AWS_CA_BUNDLE: the CA certificates to trust for AWS endpoints (a
+  // TLS-inspecting proxy's), as the AWS SDKs take it. An unreadable file makes
+  // every Bedrock call fail with that reason (http_status_).
+  const std::optional<std::string> ca_bundle = aws::ProcessEnvironment::Get().GetNonEmpty("AWS_CA_BUNDLE");
+  Result<std::unique_ptr<net::HttpClient>> http = net::HttpClient::Create({.ca_bundle = ca_bundle.value_or("")});
   if (http.ok()) {
     http_ = std::shared_ptr<net::HttpClient>(std::move(http).value());
   } else {
-    http_status_ = http.status();
+    http_status_ = ca_bundle.has_value() ? http.status().WithContext("AWS_CA_BUNDLE") : http.status();
   }
   for (int i = 0; i < kWorkerThreads; ++i) workers_.emplace_back([this] { WorkLoop(); });
 }

@@ -19,6 +19,7 @@
 #include "tests/support/process.h"
 #include "tests/support/sim_process.h"
 #include "tests/support/scratch_dir.h"
+#include "tests/support/tls_test_server.h"
 
 namespace quarry::testing {
 namespace {
@@ -49,10 +50,12 @@ class BedrockCliTest : public ::testing::Test {
   static std::string Url() { return sim_->var("URL"); }
   static std::string AliasArn() { return sim_->var("AGENT_ALIAS_ARN"); }
 
-  // Runs `quarry bedrock ARGS --endpoint-url SIM` with only the given
-  // credentials in the environment (no shared files, no stray variables).
+  // Runs `quarry bedrock ARGS --endpoint-url SIM` (or `endpoint_url`) with
+  // only the given credentials in the environment (no shared files, no stray
+  // variables).
   static ProcessResult Bedrock(std::vector<std::string> args, const std::string& key = "",
-                               const std::string& secret = "", std::vector<std::string> extra_env = {}) {
+                               const std::string& secret = "", std::vector<std::string> extra_env = {},
+                               const std::string& endpoint_url = "") {
     std::vector<std::string> argv = {"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent",
                                      "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"};
     argv.push_back("AWS_ACCESS_KEY_ID=" + (key.empty() ? sim_->var("AWS_ACCESS_KEY_ID") : key));
@@ -64,7 +67,7 @@ class BedrockCliTest : public ::testing::Test {
     argv.push_back("bedrock");
     for (std::string& a : args) argv.push_back(std::move(a));
     argv.push_back("--endpoint-url");
-    argv.push_back(Url());
+    argv.push_back(endpoint_url.empty() ? Url() : endpoint_url);
     return RunProcess(argv);
   }
 
@@ -295,6 +298,29 @@ TEST_F(BedrockCliTest, AccessDeniedForTheRestrictedUserExplainsTheFixOnStderr) {
   // The troubleshooting entry follows the error: its causes and fixes.
   EXPECT_NE(r.stderr_text.find("quarry-readonly"), std::string::npos) << r.stderr_text;
   EXPECT_GT(r.stderr_text.size(), 300u) << r.stderr_text;
+}
+
+TEST_F(BedrockCliTest, AnUntrustedCertificateIsExplainedAndAwsCaBundleMakesItTrusted) {
+  quarry::testing::TlsTestServer tls;  // a real TLS server whose CA the system does not know
+  const std::vector<std::string> whoami = {"whoami", "--region", "us-east-1", "--max-attempts", "1"};
+
+  ProcessResult untrusted = Bedrock(whoami, "", "", {}, tls.base_url());
+  EXPECT_EQ(untrusted.exit_code, 1);
+  EXPECT_NE(untrusted.stderr_text.find("tls-certificate-untrusted"), std::string::npos) << untrusted.stderr_text;
+  EXPECT_NE(untrusted.stderr_text.find("AWS_CA_BUNDLE"), std::string::npos) << untrusted.stderr_text;
+  EXPECT_EQ(tls.requests(), 0);  // nothing was sent to a server that could not be verified
+
+  // An unreadable bundle is refused before anything is sent, naming where it was set.
+  ProcessResult unreadable = Bedrock(whoami, "", "", {"AWS_CA_BUNDLE=/nonexistent/proxy-ca.pem"}, tls.base_url());
+  EXPECT_EQ(unreadable.exit_code, 2);
+  EXPECT_NE(unreadable.stderr_text.find("/nonexistent/proxy-ca.pem"), std::string::npos) << unreadable.stderr_text;
+  EXPECT_NE(unreadable.stderr_text.find("set by AWS_CA_BUNDLE"), std::string::npos) << unreadable.stderr_text;
+
+  // With the server's CA in AWS_CA_BUNDLE the request goes through (the
+  // server is no STS, so whoami still fails, but not on trust).
+  ProcessResult trusted = Bedrock(whoami, "", "", {"AWS_CA_BUNDLE=" + tls.ca_file()}, tls.base_url());
+  EXPECT_EQ(tls.requests(), 1);
+  EXPECT_EQ(trusted.stderr_text.find("tls-certificate-untrusted"), std::string::npos) << trusted.stderr_text;
 }
 
 TEST_F(BedrockCliTest, ThrottlingIsRetriedUntilItSucceeds) {
