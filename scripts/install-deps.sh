@@ -7,13 +7,15 @@ set -euo pipefail
 packages=(
   # toolchain
   g++ make cmake ninja-build pkg-config ccache
-  # libraries (see docs/dependencies.md)
+  # libraries (found by CMakeLists.txt and src/*/CMakeLists.txt)
   libssl-dev zlib1g-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libboost-dev libcurl4-openssl-dev
   libsqlite3-dev libpq-dev libargon2-dev libtomlplusplus-dev
   # the PostgreSQL server for the multi-node storage tests (a throwaway cluster per test run)
   postgresql
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev wrk
+  # HTTP/2 for the TLS test server (tests/support/tls_test_server)
+  libnghttp2-dev
   # independent oracle for the protocol tests (SigV4 signer, event-stream parser)
   python3 python3-botocore
 )

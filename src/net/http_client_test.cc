@@ -592,6 +592,42 @@ TEST(HttpClientTlsTest, AnUntrustedCertificateIsRefusedWithAHintAboutTheCaBundle
   EXPECT_EQ(server.requests(), 0);  // nothing was sent to an unverified server
 }
 
+TEST(HttpClientTlsTest, Http2IsUsedWhenTheServerOffersItAndConcurrentCallsShareOneConnection) {
+  quarry::testing::TlsTestServer server(/*offer_http2=*/true);
+  std::unique_ptr<HttpClient> client = ClientTrusting(server.ca_file());
+  ASSERT_NE(client, nullptr);
+  constexpr int kCalls = 8;
+  std::mutex mu;
+  std::condition_variable done;
+  std::vector<HttpClientResponse> responses;
+  for (int i = 0; i < kCalls; ++i) {
+    HttpClientRequest request = GetFrom(server.base_url() + "/call-" + std::to_string(i));
+    if (i % 2 == 1) {  // POSTs too: their body ends the stream, not the headers
+      request.method = "POST";
+      request.body = R"({"call": )" + std::to_string(i) + "}";
+    }
+    HttpCallbacks callbacks;
+    callbacks.on_complete = [&](HttpClientResponse response) {
+      std::lock_guard<std::mutex> lock(mu);
+      responses.push_back(std::move(response));
+      done.notify_all();
+    };
+    ASSERT_TRUE(client->Start(std::move(request), std::move(callbacks)).ok());
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(done.wait_for(lock, 20s, [&] { return responses.size() == kCalls; }));
+  }
+  for (const HttpClientResponse& response : responses) {
+    EXPECT_EQ(response.outcome, TransportOutcome::kOk) << response.error;
+    EXPECT_EQ(response.http_version, "2");
+    EXPECT_EQ(response.status, 200);
+    EXPECT_EQ(response.body, "ok");
+  }
+  EXPECT_EQ(server.requests(), kCalls);
+  EXPECT_EQ(server.connections(), 1);  // multiplexed, not one connection per call
+}
+
 TEST(HttpClientTlsTest, AnUnreadableCaBundleFailsAtCreate) {
   HttpClientOptions options;
   options.ca_bundle = "/nonexistent/quarry-ca.pem";

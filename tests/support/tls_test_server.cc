@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -15,6 +16,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 
 namespace quarry::testing {
@@ -94,9 +96,65 @@ size_t ContentLength(std::string_view head) {
   return std::strtoul(lower.c_str() + at + 17, nullptr, 10);
 }
 
+// ALPN: "h2" when the client offers it; otherwise no protocol is selected and
+// the client speaks HTTP/1.1.
+int SelectHttp2(SSL*, const unsigned char** out, unsigned char* out_length, const unsigned char* offered,
+                unsigned int offered_length, void*) {
+  for (unsigned int i = 0; i < offered_length; i += 1u + offered[i]) {
+    if (offered[i] == 2 && i + 3 <= offered_length && offered[i + 1] == 'h' && offered[i + 2] == '2') {
+      *out = offered + i + 1;
+      *out_length = 2;
+      return SSL_TLSEXT_ERR_OK;
+    }
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+// --- HTTP/2 (nghttp2 server session over the TLS connection) ---
+
+struct Http2Connection {
+  SSL* ssl;
+  TlsTestServer* server;
+};
+
+nghttp2_nv Header(const char* name, const char* value) {
+  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name)), reinterpret_cast<uint8_t*>(const_cast<char*>(value)),
+          std::strlen(name), std::strlen(value), NGHTTP2_NV_FLAG_NONE};
+}
+
+ssize_t SendToClient(nghttp2_session*, const uint8_t* data, size_t length, int, void* user) {
+  auto* connection = static_cast<Http2Connection*>(user);
+  size_t sent = 0;
+  while (sent < length) {
+    const int n = SSL_write(connection->ssl, data + sent, static_cast<int>(length - sent));
+    if (n <= 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    sent += static_cast<size_t>(n);
+  }
+  return static_cast<ssize_t>(length);
+}
+
+ssize_t ReadOkBody(nghttp2_session*, int32_t, uint8_t* buffer, size_t, uint32_t* flags, nghttp2_data_source*, void*) {
+  std::memcpy(buffer, "ok", 2);
+  *flags |= NGHTTP2_DATA_FLAG_EOF;
+  return 2;
+}
+
+// A request is complete when its stream's END_STREAM arrives (on HEADERS for
+// a GET, on the last DATA frame otherwise): answer it.
+int OnFrameReceived(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+  const bool request_frame = frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA;
+  if (!request_frame || (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) return 0;
+  static_cast<Http2Connection*>(user)->server->CountRequest();
+  const nghttp2_nv headers[] = {Header(":status", "200"), Header("content-length", "2")};
+  nghttp2_data_provider body{};
+  body.read_callback = ReadOkBody;
+  return nghttp2_submit_response(session, frame->hd.stream_id, headers, 2, &body) == 0 ? 0
+                                                                                    : NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
 }  // namespace
 
-TlsTestServer::TlsTestServer() {
+TlsTestServer::TlsTestServer(bool offer_http2) {
   EVP_PKEY* ca_key = NewKey();
   X509* ca = MakeCertificate(ca_key, "Quarry test CA", nullptr, nullptr, 1);
   EVP_PKEY* server_key = NewKey();
@@ -122,6 +180,7 @@ TlsTestServer::TlsTestServer() {
   if (ctx == nullptr) Die("SSL_CTX_new");
   if (SSL_CTX_use_certificate_file(ctx, cert_file_.c_str(), SSL_FILETYPE_PEM) != 1) Die("SSL_CTX_use_certificate_file");
   if (SSL_CTX_use_PrivateKey_file(ctx, key_file_.c_str(), SSL_FILETYPE_PEM) != 1) Die("SSL_CTX_use_PrivateKey_file");
+  if (offer_http2) SSL_CTX_set_alpn_select_cb(ctx, SelectHttp2, nullptr);
   ssl_ctx_ = ctx;
 
   listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -158,31 +217,62 @@ void TlsTestServer::Serve() {
     SSL* ssl = SSL_new(static_cast<SSL_CTX*>(ssl_ctx_));
     SSL_set_fd(ssl, fd);
     if (SSL_accept(ssl) == 1) {
-      std::string received;
-      char buffer[4096];
-      size_t head_end = std::string::npos;
-      bool complete = false;
-      for (;;) {
-        if (head_end == std::string::npos) head_end = received.find("\r\n\r\n");
-        if (head_end != std::string::npos &&
-            received.size() >= head_end + 4 + ContentLength(std::string_view(received).substr(0, head_end + 2))) {
-          complete = true;
-          break;
-        }
-        const int n = SSL_read(ssl, buffer, sizeof(buffer));
-        if (n <= 0) break;
-        received.append(buffer, static_cast<size_t>(n));
-      }
-      if (complete) {
-        ++requests_;
-        static constexpr std::string_view kReply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
-        SSL_write(ssl, kReply.data(), static_cast<int>(kReply.size()));
-        SSL_shutdown(ssl);
+      ++connections_;
+      const unsigned char* protocol = nullptr;
+      unsigned int protocol_length = 0;
+      SSL_get0_alpn_selected(ssl, &protocol, &protocol_length);
+      if (protocol_length == 2 && std::memcmp(protocol, "h2", 2) == 0) {
+        ServeHttp2(ssl);
+      } else {
+        ServeHttp1(ssl);
       }
     }
     SSL_free(ssl);
     ::close(fd);
   }
+}
+
+void TlsTestServer::ServeHttp1(void* ssl_handle) {
+  SSL* ssl = static_cast<SSL*>(ssl_handle);
+  std::string received;
+  char buffer[4096];
+  size_t head_end = std::string::npos;
+  for (;;) {
+    if (head_end == std::string::npos) head_end = received.find("\r\n\r\n");
+    if (head_end != std::string::npos &&
+        received.size() >= head_end + 4 + ContentLength(std::string_view(received).substr(0, head_end + 2))) {
+      break;
+    }
+    const int n = SSL_read(ssl, buffer, sizeof(buffer));
+    if (n <= 0) return;
+    received.append(buffer, static_cast<size_t>(n));
+  }
+  ++requests_;
+  static constexpr std::string_view kReply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+  SSL_write(ssl, kReply.data(), static_cast<int>(kReply.size()));
+  SSL_shutdown(ssl);
+}
+
+void TlsTestServer::ServeHttp2(void* ssl_handle) {
+  Http2Connection connection{static_cast<SSL*>(ssl_handle), this};
+  nghttp2_session_callbacks* callbacks = nullptr;
+  if (nghttp2_session_callbacks_new(&callbacks) != 0) Die("nghttp2_session_callbacks_new");
+  nghttp2_session_callbacks_set_send_callback(callbacks, SendToClient);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, OnFrameReceived);
+  nghttp2_session* session = nullptr;
+  if (nghttp2_session_server_new(&session, callbacks, &connection) != 0) Die("nghttp2_session_server_new");
+  nghttp2_session_callbacks_del(callbacks);
+  const nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
+  nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings, 1);
+  char buffer[16384];
+  // Until the client closes (or stays quiet for the socket's 5 s timeout).
+  while (!stopping_ && (nghttp2_session_want_read(session) != 0 || nghttp2_session_want_write(session) != 0)) {
+    if (nghttp2_session_send(session) != 0) break;
+    const int n = SSL_read(connection.ssl, buffer, sizeof(buffer));
+    if (n <= 0) break;
+    if (nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(buffer), static_cast<size_t>(n)) < 0) break;
+  }
+  nghttp2_session_del(session);
 }
 
 }  // namespace quarry::testing
