@@ -577,10 +577,11 @@ class ApiServerImpl final : public ApiServer {
     FinishHttp(exchange, spec, request, internal::ToHttpResponse(response, exchange.request_id));
   }
 
+  // Recorded before the response is handed over: a client that has its
+  // answer and reads /metrics next must find this request counted.
   void FinishHttp(Exchange& exchange, const RouteSpec* spec, const ApiRequest* request, net::HttpResponse http) {
-    const int status = http.status;
+    Record(exchange, spec, request, http.status);
     exchange.responder->Send(std::move(http));
-    Record(exchange, spec, request, status);
   }
 
   // One log line and the HTTP metrics for an answered request.
