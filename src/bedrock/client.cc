@@ -741,9 +741,16 @@ class BedrockClient::Impl {
       delay = strategy_.RefreshTokenForRetry(state->token, outcome);
       if (!delay.ok()) error->give_up_reason = delay.status().message();
     }
-    if (!delay.ok() || IsCancelled(state)) {
+    if (!delay.ok()) {
       error->attempts = attempts_made;
       Fail(state, std::move(*error));
+      return;
+    }
+    // A retry would follow, but the caller cancelled meanwhile (while this
+    // attempt's answer was on its way): the call ends as cancelled, as it
+    // would have during the retry delay.
+    if (IsCancelled(state)) {
+      Fail(state, CancelledError(state));
       return;
     }
     timer_.Schedule(delay.value(), [this, state] { Attempt(state, MayBlock::kYes); });
