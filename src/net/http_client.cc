@@ -514,13 +514,13 @@ class CurlHttpClient final : public HttpClient {
   }
 
   // Called when a connection is ready and the request is about to be sent
-  // (also for reused connections): from here on the idle timeout applies.
-  // Called each time libcurl is about to send the request. A second call
-  // means libcurl is resending it on its own: it does so when a reused
-  // keep-alive connection closes before any response byte, although the server
-  // may have received (and acted on) the request. Whether to resend is the
-  // caller's retry policy's decision (counted, bounded, after a backoff), so
-  // the transfer ends instead (kConnectionReset, see MapCode).
+  // (also on a reused connection): from here on the idle timeout applies.
+  // A second call for one transfer means libcurl is resending the request on
+  // its own: it does so when a reused keep-alive connection closes before any
+  // response byte, although the server may have received (and acted on) the
+  // request. Whether to resend is the caller's retry policy's decision
+  // (counted, bounded, after a backoff), so the transfer ends instead, as
+  // kConnectionReset.
   static int PrereqCallback(void* user, char*, char*, int, int) {
     auto* t = static_cast<Transfer*>(user);
     if (++t->sends > 1) {
@@ -1278,11 +1278,13 @@ Result<std::unique_ptr<HttpClient>> HttpClient::Create(const HttpClientOptions& 
   if (!options.ca_bundle.empty()) {
     // libcurl would only find out at the first request, as a TLS error.
     std::ifstream bundle(options.ca_bundle);
-    std::string first_line;
-    if (!bundle || !std::getline(bundle, first_line)) {
+    const std::string fix = "; point it at a readable PEM file of CA certificates, or leave it unset to use the system's";
+    if (!bundle) {
       return InvalidArgumentError("the CA bundle " + options.ca_bundle + " cannot be read (" + std::strerror(errno) +
-                                  "); point it at a readable PEM file of CA certificates, or leave it unset to use "
-                                  "the system's");
+                                  ")" + fix);
+    }
+    if (bundle.peek() == std::ifstream::traits_type::eof()) {
+      return InvalidArgumentError("the CA bundle " + options.ca_bundle + " is empty or not a file" + fix);
     }
   }
   static std::once_flag global_init_once;
