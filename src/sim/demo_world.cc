@@ -158,7 +158,7 @@ std::string DemoWorldConfigText() {
          "knowledge_base_ids": ["KBITHELP01"],
          "actions": [
            {"action_group": "ticketing", "function": "create_ticket", "description": "Open an IT ticket.",
-            "trigger_words": ["ticket", "escalate"],
+            "trigger_words": ["open a ticket", "open ticket", "create a ticket", "create ticket", "file a ticket", "raise a ticket", "new ticket", "escalate"],
             "parameters": [
               {"name": "summary", "type": "string", "description": "One-line summary of the problem.", "required": true},
               {"name": "priority", "type": "string", "description": "low, medium or high.", "required": false}
@@ -183,7 +183,7 @@ std::string DemoWorldConfigText() {
          "knowledge_base_ids": ["KBITHELP01"],
          "actions": [
            {"action_group": "ticketing", "function": "create_ticket", "description": "Open an IT ticket.",
-            "trigger_words": ["ticket", "escalate"],
+            "trigger_words": ["open a ticket", "open ticket", "create a ticket", "create ticket", "file a ticket", "raise a ticket", "new ticket", "escalate"],
             "parameters": [
               {"name": "summary", "type": "string", "description": "One-line summary of the problem.", "required": true},
               {"name": "priority", "type": "string", "description": "low, medium or high.", "required": false}

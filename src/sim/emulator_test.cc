@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
+#include <string>
 
 #include "aws/aws_error.h"
 #include "aws/eventstream.h"
@@ -250,6 +252,22 @@ TEST_F(EmulatorTest, InvokeAgentStreamsEventsWithHeaders) {
                                R"({"inputText":"hi"})", readonly_));
   EXPECT_EQ(r.status, 403);
   EXPECT_NE(Error(r).message.find("with an explicit deny"), std::string::npos);
+}
+
+TEST_F(EmulatorTest, TheDemoAgentHandsBackControlWhenAskedToOpenATicketNotWhenOneIsMentioned) {
+  auto events = [&](const std::string& input, const std::string& session) {
+    net::HttpResponse r = Call("POST", "/agents/HELPDESK01/agentAliases/PRODALIAS1/sessions/" + session + "/text", "",
+                               json{{"inputText", input}}.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    std::set<std::string> types;
+    for (const aws::Message& m : Messages(r)) types.emplace(aws::GetEventType(m).value_or(""));
+    return types;
+  };
+  EXPECT_TRUE(events("My monitor flickers, please open a ticket", "s-open").count("returnControl"));
+  EXPECT_TRUE(events("Create a ticket: the printer on floor 3 jams", "s-create").count("returnControl"));
+  const std::set<std::string> drafted = events("Draft a short reply to this ticket: my VPN keeps disconnecting", "s-draft");
+  EXPECT_FALSE(drafted.count("returnControl"));
+  EXPECT_TRUE(drafted.count("chunk"));
 }
 
 TEST_F(EmulatorTest, BearerKeysWorkForRuntimeOnly) {
