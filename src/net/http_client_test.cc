@@ -25,6 +25,7 @@
 #include <gtest/gtest.h>
 
 #include "net/http_server.h"
+#include "tests/support/loopback_socket.h"
 #include "tests/support/tls_test_server.h"
 
 namespace quarry::net {
@@ -34,6 +35,7 @@ void PrintTo(TransportOutcome outcome, std::ostream* os) { *os << TransportOutco
 
 namespace {
 
+using ::quarry::testing::BoundLoopbackSocket;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -119,6 +121,13 @@ std::string RaiseFdLimitFor(int requests) {
          std::to_string(requests) + " connections; this test did not run";
 }
 
+// Completions of requests to a server that never answers (see
+// StartStalledRequests).
+struct StalledOutcomes {
+  std::atomic<int> completed{0};
+  std::atomic<int> cancelled{0};
+};
+
 class HttpClientTest : public ::testing::Test {
  protected:
   // Starts a server whose handler records the request and runs `script`.
@@ -153,6 +162,24 @@ class HttpClientTest : public ::testing::Test {
     HttpClientRequest request;
     request.url = server_->base_url() + path;
     return request;
+  }
+
+  // Starts a server that never answers and `count` requests to it, whose
+  // completions (and cancellations among them) are counted in `outcomes`.
+  void StartStalledRequests(int count, StalledOutcomes& outcomes) {
+    StartServer([](const HttpServerRequest&) {
+      HttpResponse response;
+      response.start = ResponseStart::kStallForever;
+      return response;
+    });
+    for (int i = 0; i < count; ++i) {
+      HttpCallbacks callbacks;
+      callbacks.on_complete = [&outcomes](HttpClientResponse response) {
+        ++outcomes.completed;
+        if (response.outcome == TransportOutcome::kCancelled) ++outcomes.cancelled;
+      };
+      ASSERT_TRUE(client_->Start(Get("/stall"), std::move(callbacks)).ok());
+    }
   }
 
   HttpServerRequest last_request() {
@@ -480,24 +507,6 @@ TEST_F(HttpClientTest, IdleTimeoutEndsAStalledStream) {
   EXPECT_EQ(response.body_bytes, 10u);
   EXPECT_THAT(response.error, HasSubstr("idle_timeout 300 ms"));
   EXPECT_THAT(response.error, HasSubstr("10 body bytes"));
-}
-
-// A TCP socket bound to a free loopback port, listening with `backlog`
-// unless that is negative; its address in *address. -1 when that fails.
-int BoundLoopbackSocket(int backlog, sockaddr_in* address) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  *address = sockaddr_in{};
-  address->sin_family = AF_INET;
-  address->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(*address);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(address), sizeof(*address)) != 0 ||
-      (backlog >= 0 && ::listen(fd, backlog) != 0) ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(address), &length) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 TEST_F(HttpClientTest, ConnectionRefusedIsConnectFailed) {
@@ -868,53 +877,27 @@ TEST_F(HttpClientTest, FiveThousandConcurrentRequestsCompleteAndCancelCorrectly)
 }
 
 TEST_F(HttpClientTest, DestructorCancelsRequestsInFlight) {
-  StartServer([](const HttpServerRequest&) {
-    HttpResponse response;
-    response.start = ResponseStart::kStallForever;
-    return response;
-  });
   constexpr int kRequests = 20;
-  std::atomic<int> cancelled{0};
-  std::atomic<int> completed{0};
-  for (int i = 0; i < kRequests; ++i) {
-    HttpCallbacks callbacks;
-    callbacks.on_complete = [&](HttpClientResponse response) {
-      ++completed;
-      if (response.outcome == TransportOutcome::kCancelled) ++cancelled;
-    };
-    ASSERT_TRUE(client_->Start(Get("/stall"), std::move(callbacks)).ok());
-  }
+  StalledOutcomes outcomes;
+  StartStalledRequests(kRequests, outcomes);
   std::this_thread::sleep_for(100ms);  // let some of them reach the server
   const auto started = std::chrono::steady_clock::now();
   client_.reset();
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
-  EXPECT_EQ(completed.load(), kRequests);
-  EXPECT_EQ(cancelled.load(), kRequests);
+  EXPECT_EQ(outcomes.completed.load(), kRequests);
+  EXPECT_EQ(outcomes.cancelled.load(), kRequests);
 }
 
 // A burst is handed to libcurl in slices; the destructor also cancels the
 // requests of a burst that were not handed over yet.
 TEST_F(HttpClientTest, DestructorCancelsABurstThatIsStillBeingStarted) {
-  StartServer([](const HttpServerRequest&) {
-    HttpResponse response;
-    response.start = ResponseStart::kStallForever;
-    return response;
-  });
   constexpr int kRequests = 600;
   if (std::string why = RaiseFdLimitFor(kRequests); !why.empty()) GTEST_SKIP() << why;
-  std::atomic<int> cancelled{0};
-  std::atomic<int> completed{0};
-  for (int i = 0; i < kRequests; ++i) {
-    HttpCallbacks callbacks;
-    callbacks.on_complete = [&](HttpClientResponse response) {
-      ++completed;
-      if (response.outcome == TransportOutcome::kCancelled) ++cancelled;
-    };
-    ASSERT_TRUE(client_->Start(Get("/stall"), std::move(callbacks)).ok());
-  }
+  StalledOutcomes outcomes;
+  StartStalledRequests(kRequests, outcomes);
   client_.reset();
-  EXPECT_EQ(completed.load(), kRequests);
-  EXPECT_EQ(cancelled.load(), kRequests);
+  EXPECT_EQ(outcomes.completed.load(), kRequests);
+  EXPECT_EQ(outcomes.cancelled.load(), kRequests);
 }
 
 TEST_F(HttpClientTest, ThrowingCallbacksCancelTheRequestAndDoNotEscape) {

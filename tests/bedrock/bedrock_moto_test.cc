@@ -26,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/loopback_socket.h"
 #include "tests/support/process.h"
 
 namespace quarry::testing {
@@ -35,20 +36,11 @@ using nlohmann::json;
 
 // A free loopback port: bound, read, released (moto binds it right after).
 int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
   sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
+  const int fd = BoundLoopbackSocket(/*backlog=*/-1, &addr);
+  if (fd < 0) return -1;
   close(fd);
-  return port;
+  return ntohs(addr.sin_port);
 }
 
 class BedrockMotoTest : public ::testing::Test {

@@ -19,6 +19,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "tests/support/loopback_socket.h"
+
 namespace quarry::testing {
 namespace {
 
@@ -183,15 +185,9 @@ TlsTestServer::TlsTestServer(bool offer_http2) {
   if (offer_http2) SSL_CTX_set_alpn_select_cb(ctx, SelectHttp2, nullptr);
   ssl_ctx_ = ctx;
 
-  listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      ::listen(listener_, 16) != 0 || ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    Die("listening on 127.0.0.1:0");
-  }
+  listener_ = BoundLoopbackSocket(/*backlog=*/16, &address);
+  if (listener_ < 0) Die("listening on 127.0.0.1:0");
   port_ = ntohs(address.sin_port);
   thread_ = std::thread([this] { Serve(); });
 }
