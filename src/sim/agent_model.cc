@@ -102,22 +102,19 @@ std::vector<std::string> Keywords(std::string_view text) {
   return keywords;
 }
 
-// How many of `keywords` (sorted, distinct, from Keywords) occur as words of
-// `text`: the overlap with Keywords(text), without building that set (the
-// keywords hold no stop words or one-letter words to begin with).
-size_t Overlap(const std::vector<std::string>& keywords, std::string_view text) {
-  std::vector<bool> hit(keywords.size(), false);
+// How many words two sorted, distinct keyword lists (from Keywords) share:
+// how many of a query's keywords occur in a text whose Keywords are `b`
+// (keywords hold no stop words or one-letter words to begin with).
+size_t CountCommon(const std::vector<std::string>& a, const std::vector<std::string>& b) {
   size_t n = 0;
-  ForEachLowerCaseWord(text, [&](std::string_view w) {
-    const auto it = std::lower_bound(keywords.begin(), keywords.end(), w,
-                                     [](const std::string& k, std::string_view v) { return k < v; });
-    if (it == keywords.end() || *it != w) return;
-    const auto index = static_cast<size_t>(it - keywords.begin());
-    if (!hit[index]) {
-      hit[index] = true;
-      ++n;
-    }
-  });
+  auto i = a.begin();
+  auto j = b.begin();
+  while (i != a.end() && j != b.end()) {
+    const int order = i->compare(*j);
+    if (order == 0) ++n;
+    if (order <= 0) ++i;
+    if (order >= 0) ++j;
+  }
   return n;
 }
 
@@ -151,36 +148,36 @@ std::vector<std::string> Sentences(std::string_view text) {
 }
 
 struct Retrieved {
-  const KnowledgeBaseSpec* kb = nullptr;
-  const KnowledgeDocument* doc = nullptr;
+  const KnowledgeIndex::Document* doc = nullptr;
   size_t score = 0;
-  std::string sentence{};  // the document's sentence that best matches the query
+  const std::string* sentence = nullptr;  // the document's sentence that best matches the query
 };
 
 // Keyword retrieval: documents sharing at least max(1, ⌈20%⌉) of the query's
 // keywords, best first (ties keep configuration order), at most three.
 std::vector<Retrieved> Retrieve(std::string_view query, const AgentVersionSpec& version,
-                                const std::vector<KnowledgeBaseSpec>& knowledge_bases) {
+                                const KnowledgeIndex& knowledge) {
   std::vector<Retrieved> found;
   const std::vector<std::string> q = Keywords(query);
   if (q.empty()) return found;
   const size_t threshold = std::max<size_t>(1, (q.size() + 4) / 5);
+  const std::vector<KnowledgeBaseSpec>& knowledge_bases = knowledge.knowledge_bases();
   for (const auto& kb_id : version.knowledge_base_ids) {
-    for (const auto& kb : knowledge_bases) {
-      if (kb.id != kb_id) continue;
-      for (const auto& doc : kb.documents) {
-        const size_t score = Overlap(q, doc.title + " " + doc.text);
+    for (size_t k = 0; k < knowledge_bases.size(); ++k) {
+      if (knowledge_bases[k].id != kb_id) continue;
+      for (const KnowledgeIndex::Document& doc : knowledge.documents(k)) {
+        const size_t score = CountCommon(q, doc.keywords);
         if (score < threshold) continue;
-        Retrieved r{&kb, &doc, score, {}};
+        Retrieved r{&doc, score, nullptr};
         size_t best = 0;
-        for (auto& s : Sentences(doc.text)) {
-          const size_t sscore = Overlap(q, s);
-          if (r.sentence.empty() || sscore > best) {
+        for (const KnowledgeIndex::Sentence& s : doc.sentences) {
+          const size_t sscore = CountCommon(q, s.keywords);
+          if (r.sentence == nullptr || sscore > best) {
             best = sscore;
-            r.sentence = std::move(s);
+            r.sentence = &s.text;
           }
         }
-        if (!r.sentence.empty()) found.push_back(std::move(r));
+        if (r.sentence != nullptr) found.push_back(r);
       }
     }
   }
@@ -189,13 +186,13 @@ std::vector<Retrieved> Retrieve(std::string_view query, const AgentVersionSpec& 
   return found;
 }
 
-json ReferenceJson(const Retrieved& r) {
+json ReferenceJson(const KnowledgeDocument& doc) {
   json metadata = json::object();
-  metadata["x-amz-bedrock-kb-source-uri"] = r.doc->uri;
-  metadata["x-amz-bedrock-kb-chunk-id"] = r.doc->id;
-  if (!r.doc->title.empty()) metadata["title"] = r.doc->title;
-  return json{{"content", {{"text", Truncate(r.doc->text, kMaxReferenceTextBytes)}}},
-              {"location", {{"type", "S3"}, {"s3Location", {{"uri", r.doc->uri}}}}},
+  metadata["x-amz-bedrock-kb-source-uri"] = doc.uri;
+  metadata["x-amz-bedrock-kb-chunk-id"] = doc.id;
+  if (!doc.title.empty()) metadata["title"] = doc.title;
+  return json{{"content", {{"text", Truncate(doc.text, kMaxReferenceTextBytes)}}},
+              {"location", {{"type", "S3"}, {"s3Location", {{"uri", doc.uri}}}}},
               {"metadata", metadata}};
 }
 
@@ -590,8 +587,7 @@ struct CsvExport {
 // The knowledge-base articles matching the request (all of the version's
 // when none matches), or without knowledge bases the session's turns.
 CsvExport BuildCsvExport(std::string_view input, const AgentVersionSpec& version,
-                         const std::vector<KnowledgeBaseSpec>& knowledge_bases,
-                         const std::vector<AgentSessions::Turn>& turns) {
+                         const KnowledgeIndex& knowledge, const std::vector<AgentSessions::Turn>& turns) {
   CsvExport out;
   std::vector<std::vector<std::string>> rows;
   if (!version.knowledge_base_ids.empty()) {
@@ -599,10 +595,10 @@ CsvExport BuildCsvExport(std::string_view input, const AgentVersionSpec& version
     out.what = "knowledge base article";
     out.content = "id,title,uri,text\r\n";
     std::vector<const KnowledgeDocument*> docs;
-    for (const auto& r : Retrieve(input, version, knowledge_bases)) docs.push_back(r.doc);
+    for (const auto& r : Retrieve(input, version, knowledge)) docs.push_back(r.doc->spec);
     if (docs.empty()) {
       for (const auto& kb_id : version.knowledge_base_ids) {
-        for (const auto& kb : knowledge_bases) {
+        for (const auto& kb : knowledge.knowledge_bases()) {
           if (kb.id != kb_id) continue;
           for (const auto& doc : kb.documents) docs.push_back(&doc);
         }
@@ -637,6 +633,7 @@ class Tracer {
       : enabled_(enabled), seed_(std::move(seed)), model_(agent.FindVersion(version) != nullptr
                                                                ? agent.FindVersion(version)->foundation_model
                                                                : std::string()) {
+    if (!enabled_) return;
     base_ = json{{"agentId", agent.id},
                  {"agentAliasId", alias.id},
                  {"agentVersion", version},
@@ -645,8 +642,12 @@ class Tracer {
                  {"eventTime", FormatIso8601Utc(clock.Now())}};
   }
   std::string NextTraceId() { return TraceId(seed_, step_++); }
-  void Add(std::vector<AgentEvent>& events, const char* kind, json body) {
+  // Adds a trace event of `kind` whose body make_body() returns. The body is
+  // built only when traces are on: most calls do not ask for them.
+  template <typename MakeBody>
+  void Add(std::vector<AgentEvent>& events, const char* kind, MakeBody&& make_body) {
     if (!enabled_) return;
+    json body = make_body();
     // Model invocations name the version's model when it has one.
     if (body.contains("modelInvocationInput") && !model_.empty()) body["modelInvocationInput"]["foundationModel"] = model_;
     json payload = base_;
@@ -698,6 +699,25 @@ std::optional<AgentAliasSpec> AgentSpec::FindAlias(std::string_view alias_id) co
   return std::nullopt;
 }
 
+KnowledgeIndex::KnowledgeIndex(const std::vector<KnowledgeBaseSpec>& knowledge_bases)
+    : knowledge_bases_(knowledge_bases) {
+  documents_.reserve(knowledge_bases.size());
+  for (const KnowledgeBaseSpec& kb : knowledge_bases) {
+    std::vector<Document>& documents = documents_.emplace_back();
+    documents.reserve(kb.documents.size());
+    for (const KnowledgeDocument& spec : kb.documents) {
+      Document& doc = documents.emplace_back();
+      doc.spec = &spec;
+      doc.keywords = Keywords(spec.title + " " + spec.text);
+      for (std::string& text : Sentences(spec.text)) {
+        std::vector<std::string> keywords = Keywords(text);
+        doc.sentences.push_back(Sentence{std::move(text), std::move(keywords)});
+      }
+      doc.reference = ReferenceJson(spec);
+    }
+  }
+}
+
 AgentSessions::AgentSessions(size_t max_sessions) : max_sessions_(max_sessions == 0 ? 1 : max_sessions) {}
 
 void AgentSessions::WithSession(const std::string& key, std::chrono::seconds ttl, const Clock& clock,
@@ -735,8 +755,7 @@ size_t AgentSessions::size() const {
 }
 
 AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const InvokeAgentInput& input,
-                      const std::vector<KnowledgeBaseSpec>& knowledge_bases, AgentSessions& sessions,
-                      const Clock& clock) {
+                      const KnowledgeIndex& knowledge, AgentSessions& sessions, const Clock& clock) {
   // --- Request validation (ValidationException, 400), as the model's
   // constraints on sessionId and inputText.
   const std::string& sid = input.session_id;
@@ -918,7 +937,10 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
 
     // Guardrail on the input: a blocked input never reaches the KB or actions.
     const GuardrailSpec::Topic* blocked_in = BlockedTopic(guardrail, input.input_text);
-    if (guardrail) tracer.Add(events, "guardrailTrace", GuardrailTraceJson(tracer.NextTraceId(), blocked_in, true));
+    if (guardrail) {
+      tracer.Add(events, "guardrailTrace",
+                 [&]() -> json { return GuardrailTraceJson(tracer.NextTraceId(), blocked_in, true); });
+    }
 
     std::string answer;
     std::vector<CitedPart> cited;
@@ -932,35 +954,46 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
       if (tracer.enabled()) {
         const std::string pre_id = tracer.NextTraceId();
         const std::string pre_prompt = "Classify the user input. Input: " + QuoteForAnswer(input.input_text);
-        tracer.Add(events, "preProcessingTrace",
-                   {{"modelInvocationInput",
-                     {{"traceId", pre_id}, {"text", pre_prompt}, {"type", "PRE_PROCESSING"}}}});
-        tracer.Add(events, "preProcessingTrace",
-                   {{"modelInvocationOutput",
-                     {{"traceId", pre_id},
-                      {"parsedResponse",
-                       {{"isValid", true},
-                        {"rationale", "The user input is valid: it is a question or request the agent can handle."}}},
-                      {"rawResponse", {{"content", "<category>D</category>"}}},
-                      {"metadata", {{"usage", {{"inputTokens", ApproxTokens(pre_prompt)}, {"outputTokens", 8}}}}}}}});
+        tracer.Add(events, "preProcessingTrace", [&]() -> json {
+          return {{"modelInvocationInput",
+                   {{"traceId", pre_id}, {"text", pre_prompt}, {"type", "PRE_PROCESSING"}}}};
+        });
+        tracer.Add(events, "preProcessingTrace", [&]() -> json {
+          return {
+              {"modelInvocationOutput",
+               {{"traceId", pre_id},
+                {"parsedResponse",
+                 {{"isValid", true},
+                  {"rationale",
+                   "The user input is valid: it is a question or request the agent can handle."}}},
+                {"rawResponse", {{"content", "<category>D</category>"}}},
+                {"metadata",
+                 {{"usage", {{"inputTokens", ApproxTokens(pre_prompt)}, {"outputTokens", 8}}}}}}}};
+        });
       }
       const std::string orch_id = tracer.NextTraceId();
       final_trace_id = orch_id;
       const std::string orch_prompt = (version->instruction.empty() ? std::string() : version->instruction + "\n\n") +
                                       "User: " + QuoteForAnswer(input.input_text);
-      tracer.Add(events, "orchestrationTrace",
-                 {{"modelInvocationInput",
-                   {{"traceId", orch_id}, {"text", orch_prompt}, {"type", "ORCHESTRATION"}}}});
+      tracer.Add(events, "orchestrationTrace", [&]() -> json {
+        return {{"modelInvocationInput",
+                 {{"traceId", orch_id}, {"text", orch_prompt}, {"type", "ORCHESTRATION"}}}};
+      });
       auto rationale = [&](const std::string& text) {
-        tracer.Add(events, "orchestrationTrace", {{"rationale", {{"traceId", orch_id}, {"text", text}}}});
+        tracer.Add(events, "orchestrationTrace", [&]() -> json {
+          return {{"rationale", {{"traceId", orch_id}, {"text", text}}}};
+        });
       };
       auto model_output = [&](const std::string& raw) {
-        tracer.Add(events, "orchestrationTrace",
-                   {{"modelInvocationOutput",
-                     {{"traceId", orch_id},
-                      {"rawResponse", {{"content", raw}}},
-                      {"metadata", {{"usage", {{"inputTokens", ApproxTokens(orch_prompt)},
-                                               {"outputTokens", ApproxTokens(raw)}}}}}}}});
+        tracer.Add(events, "orchestrationTrace", [&]() -> json {
+          return {{"modelInvocationOutput",
+                   {{"traceId", orch_id},
+                    {"rawResponse", {{"content", raw}}},
+                    {"metadata",
+                     {{"usage",
+                       {{"inputTokens", ApproxTokens(orch_prompt)},
+                        {"outputTokens", ApproxTokens(raw)}}}}}}}};
+        });
       };
 
       const ReplyRule* rule = nullptr;
@@ -996,11 +1029,13 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
       if (results != nullptr) {
         const std::string group_fn = session.pending_function;
         model_output("The action " + group_fn + " returned its result.");
-        tracer.Add(events, "orchestrationTrace",
-                   {{"observation",
-                     {{"traceId", orch_id},
-                      {"type", "ACTION_GROUP"},
-                      {"actionGroupInvocationOutput", {{"text", Truncate(result_text, kMaxTurnTextBytes)}}}}}});
+        tracer.Add(events, "orchestrationTrace", [&]() -> json {
+          return {{"observation",
+                   {{"traceId", orch_id},
+                    {"type", "ACTION_GROUP"},
+                    {"actionGroupInvocationOutput",
+                     {{"text", Truncate(result_text, kMaxTurnTextBytes)}}}}}};
+        });
         rationale("The action " + group_fn + " returned a result; I will answer the user with it.");
         answer = rule != nullptr ? rule->reply
                                  : "The " + result_function + " action " + (result_failed ? "failed" : "completed") +
@@ -1024,22 +1059,25 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
         answer = value.dump(-1, ' ', false, json::error_handler_t::replace);
         model_output(answer);
       } else if (export_csv) {
-        const CsvExport file = BuildCsvExport(input.input_text, *version, knowledge_bases, session.turns);
+        const CsvExport file = BuildCsvExport(input.input_text, *version, knowledge, session.turns);
         rationale("The user wants a CSV file; I will write it with the code interpreter.");
         const std::string code = "import csv\nrows = load_" + std::string(file.name == "articles.csv" ? "articles" : "turns") +
                                  "()\nwith open('" + file.name + "', 'w', newline='') as f:\n    csv.writer(f).writerows(rows)\n";
         model_output("<code>" + code + "</code>");
-        tracer.Add(events, "orchestrationTrace",
-                   {{"invocationInput",
-                     {{"traceId", orch_id},
-                      {"invocationType", "ACTION_GROUP_CODE_INTERPRETER"},
-                      {"codeInterpreterInvocationInput", {{"code", code}, {"files", json::array()}}}}}});
-        tracer.Add(events, "orchestrationTrace",
-                   {{"observation",
-                     {{"traceId", orch_id},
-                      {"codeInterpreterInvocationOutput",
-                       {{"executionOutput", "wrote " + std::to_string(file.rows) + " rows"},
-                        {"files", json::array({file.name})}}}}}});
+        tracer.Add(events, "orchestrationTrace", [&]() -> json {
+          return {
+              {"invocationInput",
+               {{"traceId", orch_id},
+                {"invocationType", "ACTION_GROUP_CODE_INTERPRETER"},
+                {"codeInterpreterInvocationInput", {{"code", code}, {"files", json::array()}}}}}};
+        });
+        tracer.Add(events, "orchestrationTrace", [&]() -> json {
+          return {{"observation",
+                   {{"traceId", orch_id},
+                    {"codeInterpreterInvocationOutput",
+                     {{"executionOutput", "wrote " + std::to_string(file.rows) + " rows"},
+                      {"files", json::array({file.name})}}}}}};
+        });
         events.push_back(AgentEvent{
             "files",
             {{"files", json::array({{{"name", file.name}, {"type", "text/csv"}, {"bytes", Base64Encode(file.content)}}})}},
@@ -1099,9 +1137,12 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
                                 {"actionInvocationType", "RESULT"},
                                 {"parameters", parameters}}}};
         }
-        tracer.Add(events, "orchestrationTrace",
-                   {{"invocationInput",
-                     {{"traceId", orch_id}, {"invocationType", "ACTION_GROUP"}, {"actionGroupInvocationInput", group_input}}}});
+        tracer.Add(events, "orchestrationTrace", [&]() -> json {
+          return {{"invocationInput",
+                   {{"traceId", orch_id},
+                    {"invocationType", "ACTION_GROUP"},
+                    {"actionGroupInvocationInput", group_input}}}};
+        });
         events.push_back(AgentEvent{
             "returnControl",
             {{"invocationId", invocation_id}, {"invocationInputs", json::array({std::move(invocation_input)})}},
@@ -1138,37 +1179,42 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
       } else {
         std::vector<Retrieved> found;
         if (!version->knowledge_base_ids.empty()) {
-          found = Retrieve(input.input_text, *version, knowledge_bases);
+          found = Retrieve(input.input_text, *version, knowledge);
           rationale("I will search the knowledge base for information about the user's question.");
           for (const auto& kb_id : version->knowledge_base_ids) {
-            tracer.Add(events, "orchestrationTrace",
-                       {{"invocationInput",
-                         {{"traceId", orch_id},
-                          {"invocationType", "KNOWLEDGE_BASE"},
-                          {"knowledgeBaseLookupInput", {{"knowledgeBaseId", kb_id}, {"text", QuoteForAnswer(input.input_text)}}}}}});
+            tracer.Add(events, "orchestrationTrace", [&]() -> json {
+              return {
+                  {"invocationInput",
+                   {{"traceId", orch_id},
+                    {"invocationType", "KNOWLEDGE_BASE"},
+                    {"knowledgeBaseLookupInput",
+                     {{"knowledgeBaseId", kb_id}, {"text", QuoteForAnswer(input.input_text)}}}}}};
+            });
           }
-          json refs = json::array();
-          for (const auto& r : found) refs.push_back(ReferenceJson(r));
-          tracer.Add(events, "orchestrationTrace",
-                     {{"observation",
-                       {{"traceId", orch_id},
-                        {"type", "KNOWLEDGE_BASE"},
-                        {"knowledgeBaseLookupOutput", {{"retrievedReferences", refs}}}}}});
+          tracer.Add(events, "orchestrationTrace", [&]() -> json {
+            json refs = json::array();
+            for (const auto& r : found) refs.push_back(r.doc->reference);
+            return {{"observation",
+                     {{"traceId", orch_id},
+                      {"type", "KNOWLEDGE_BASE"},
+                      {"knowledgeBaseLookupOutput", {{"retrievedReferences", refs}}}}}};
+          });
         }
         if (!found.empty()) {
           // One cited sentence per distinct retrieved document (best first).
           std::set<std::string> used;
           for (size_t i = 0; i < found.size(); ++i) {
-            if (!used.insert(found[i].sentence).second) continue;
+            if (!used.insert(*found[i].sentence).second) continue;
             std::string lead = i == 0 ? "According to " : " In addition, ";
-            lead += found[i].doc->title.empty() ? std::string("the knowledge base") : found[i].doc->title;
+            const KnowledgeDocument& doc = *found[i].doc->spec;
+            lead += doc.title.empty() ? std::string("the knowledge base") : doc.title;
             lead += ": ";
             answer += lead;
             CitedPart part;
             part.start = answer.size();
-            answer += found[i].sentence;
+            answer += *found[i].sentence;
             part.end = answer.size();
-            part.references.push_back(ReferenceJson(found[i]));
+            part.references.push_back(found[i].doc->reference);
             cited.push_back(std::move(part));
           }
         } else {
@@ -1185,30 +1231,38 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
       // Guardrail on the answer.
       if (blocked_in == nullptr && guardrail) {
         const GuardrailSpec::Topic* blocked_out = BlockedTopic(guardrail, answer);
-        tracer.Add(events, "guardrailTrace", GuardrailTraceJson(tracer.NextTraceId(), blocked_out, false));
+        tracer.Add(events, "guardrailTrace", [&]() -> json {
+          return GuardrailTraceJson(tracer.NextTraceId(), blocked_out, false);
+        });
         if (blocked_out != nullptr) {
           answer = guardrail->blocked_message;
           cited.clear();
         }
       }
       if (blocked_in == nullptr) {
-        tracer.Add(events, "orchestrationTrace",
-                   {{"observation",
-                     {{"traceId", final_trace_id},
-                      {"type", "FINISH"},
-                      {"finalResponse", {{"text", answer}}}}}});
+        tracer.Add(events, "orchestrationTrace", [&]() -> json {
+          return {{"observation",
+                   {{"traceId", final_trace_id},
+                    {"type", "FINISH"},
+                    {"finalResponse", {{"text", answer}}}}}};
+        });
         if (tracer.enabled()) {
           const std::string post_id = tracer.NextTraceId();
           const std::string post_prompt = "Rewrite the answer for the user. Answer: " + QuoteForAnswer(answer);
-          tracer.Add(events, "postProcessingTrace",
-                     {{"modelInvocationInput", {{"traceId", post_id}, {"text", post_prompt}, {"type", "POST_PROCESSING"}}}});
-          tracer.Add(events, "postProcessingTrace",
-                     {{"modelInvocationOutput",
-                       {{"traceId", post_id},
-                        {"parsedResponse", {{"text", answer}}},
-                        {"rawResponse", {{"content", answer}}},
-                        {"metadata", {{"usage", {{"inputTokens", ApproxTokens(post_prompt)},
-                                                 {"outputTokens", ApproxTokens(answer)}}}}}}}});
+          tracer.Add(events, "postProcessingTrace", [&]() -> json {
+            return {{"modelInvocationInput",
+                     {{"traceId", post_id}, {"text", post_prompt}, {"type", "POST_PROCESSING"}}}};
+          });
+          tracer.Add(events, "postProcessingTrace", [&]() -> json {
+            return {{"modelInvocationOutput",
+                     {{"traceId", post_id},
+                      {"parsedResponse", {{"text", answer}}},
+                      {"rawResponse", {{"content", answer}}},
+                      {"metadata",
+                       {{"usage",
+                         {{"inputTokens", ApproxTokens(post_prompt)},
+                          {"outputTokens", ApproxTokens(answer)}}}}}}}};
+          });
         }
       }
       if (input.stream_final_response) {

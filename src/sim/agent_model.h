@@ -72,6 +72,37 @@ struct KnowledgeBaseSpec {
   std::vector<KnowledgeDocument> documents{};
 };
 
+// A world's knowledge bases prepared for keyword retrieval: the keywords of
+// each document and of each of its sentences, and its retrievedReference
+// JSON, worked out once when the world is loaded instead of on every
+// InvokeAgent call. It refers to `knowledge_bases`, which must outlive it
+// unchanged.
+class KnowledgeIndex {
+ public:
+  struct Sentence {
+    std::string text{};
+    std::vector<std::string> keywords{};  // sorted, distinct
+  };
+  struct Document {
+    const KnowledgeDocument* spec = nullptr;
+    std::vector<std::string> keywords{};  // of title and text; sorted, distinct
+    std::vector<Sentence> sentences{};    // of the text, in order
+    nlohmann::json reference{};           // a retrievedReferences entry citing it
+  };
+
+  explicit KnowledgeIndex(const std::vector<KnowledgeBaseSpec>& knowledge_bases);
+  KnowledgeIndex(const KnowledgeIndex&) = delete;
+  KnowledgeIndex& operator=(const KnowledgeIndex&) = delete;
+
+  const std::vector<KnowledgeBaseSpec>& knowledge_bases() const { return knowledge_bases_; }
+  // The indexed documents of knowledge_bases()[i], in the same order.
+  const std::vector<Document>& documents(size_t i) const { return documents_[i]; }
+
+ private:
+  const std::vector<KnowledgeBaseSpec>& knowledge_bases_;
+  std::vector<std::vector<Document>> documents_;
+};
+
 struct ActionParameterSpec {
   std::string name{};
   std::string type{};  // string | number | integer | boolean | array
@@ -206,7 +237,6 @@ class AgentSessions {
 // ConflictException, DependencyFailedException (version not prepared).
 using AgentOutcome = std::variant<std::vector<AgentEvent>, aws::AwsError>;
 AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const InvokeAgentInput& input,
-                      const std::vector<KnowledgeBaseSpec>& knowledge_bases, AgentSessions& sessions,
-                      const Clock& clock);
+                      const KnowledgeIndex& knowledge, AgentSessions& sessions, const Clock& clock);
 
 }  // namespace quarry::sim

@@ -109,7 +109,7 @@ class AgentModelTest : public ::testing::Test {
   AgentOutcome Run(const std::string& alias_id, InvokeAgentInput input) {
     const auto alias = agent_.FindAlias(alias_id);
     EXPECT_TRUE(alias.has_value()) << alias_id;
-    return RunAgent(agent_, *alias, input, kbs_, sessions_, clock_);
+    return RunAgent(agent_, *alias, input, knowledge_, sessions_, clock_);
   }
   static InvokeAgentInput Input(std::string text, std::string session = "session-1") {
     InvokeAgentInput input;
@@ -156,10 +156,39 @@ class AgentModelTest : public ::testing::Test {
   }
 
   AgentSpec agent_ = TestAgent();
-  std::vector<KnowledgeBaseSpec> kbs_ = TestKnowledgeBases();
+  const std::vector<KnowledgeBaseSpec> kbs_ = TestKnowledgeBases();
+  const KnowledgeIndex knowledge_{kbs_};
   AgentSessions sessions_{1000};
   FakeClock clock_;
 };
+
+// The index holds what retrieval compares against: keywords without stop
+// words or one-letter words, lower-cased, sorted and distinct; the document's
+// sentences with theirs; and the reference that cites the document.
+TEST(KnowledgeIndexTest, IndexesKeywordsSentencesAndReferenceOnce) {
+  const std::vector<KnowledgeBaseSpec> kbs = TestKnowledgeBases();
+  const KnowledgeIndex index(kbs);
+  ASSERT_EQ(&index.knowledge_bases(), &kbs);
+  ASSERT_EQ(index.documents(0).size(), kbs[0].documents.size());
+  const KnowledgeIndex::Document& vpn = index.documents(0)[0];
+  EXPECT_EQ(vpn.spec, &kbs[0].documents[0]);
+  EXPECT_TRUE(std::is_sorted(vpn.keywords.begin(), vpn.keywords.end()));
+  EXPECT_EQ(std::adjacent_find(vpn.keywords.begin(), vpn.keywords.end()), vpn.keywords.end());
+  auto has = [](const std::vector<std::string>& words, const std::string& w) {
+    return std::binary_search(words.begin(), words.end(), w);
+  };
+  EXPECT_TRUE(has(vpn.keywords, "guide"));  // from the title
+  EXPECT_TRUE(has(vpn.keywords, "globalconnect"));
+  EXPECT_FALSE(has(vpn.keywords, "the"));
+  EXPECT_FALSE(has(vpn.keywords, "to"));
+  ASSERT_EQ(vpn.sentences.size(), 3u);
+  EXPECT_EQ(vpn.sentences[2].text, "The VPN disconnects after eight hours.");
+  EXPECT_TRUE(has(vpn.sentences[2].keywords, "disconnects"));
+  EXPECT_FALSE(has(vpn.sentences[2].keywords, "globalconnect"));
+  EXPECT_EQ(vpn.reference["location"]["s3Location"]["uri"], "s3://handbook/vpn.md");
+  EXPECT_EQ(vpn.reference["metadata"]["x-amz-bedrock-kb-chunk-id"], "doc-vpn");
+  EXPECT_EQ(vpn.reference["metadata"]["title"], "VPN guide");
+}
 
 TEST_F(AgentModelTest, DraftTestAliasResolvesToDraftEvenWhenNotListed) {
   const auto alias = agent_.FindAlias("TSTALIASID");
@@ -584,7 +613,7 @@ TEST_F(AgentModelTest, SameInputsGiveIdenticalEvents) {
     for (const std::string text : {"How do I reset my password?", "Please escalate TCK-77", "What did I ask before?"}) {
       InvokeAgentInput input = Input(text);
       input.enable_trace = true;
-      const auto outcome = RunAgent(agent_, alias, input, kbs_, store, clock_);
+      const auto outcome = RunAgent(agent_, alias, input, knowledge_, store, clock_);
       for (const auto& e : Events(outcome)) out.push_back({{"type", e.type}, {"payload", e.payload}});
     }
     return out;

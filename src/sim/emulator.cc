@@ -816,7 +816,7 @@ net::HttpResponse Emulator::InvokeAgent(Call& call, const net::HttpServerRequest
     std::lock_guard<std::mutex> lock(sessions_mutex_);
     sessions = sessions_;
   }
-  AgentOutcome outcome = RunAgent(*agent, *alias, input, world_.knowledge_bases, *sessions, clock_);
+  AgentOutcome outcome = RunAgent(*agent, *alias, input, knowledge_, *sessions, clock_);
   if (const auto* error = std::get_if<aws::AwsError>(&outcome)) {
     net::HttpResponse r = call.Error(error->code, error->http_status, error->message, error->fields);
     r.delay = std::chrono::milliseconds(delay);
@@ -1404,19 +1404,19 @@ net::HttpResponse Emulator::Sts(Call& call, const net::HttpServerRequest& /*requ
 void Emulator::Record(const Call& call, const net::HttpResponse& response) {
   std::string outcome = call.error_code.empty() ? (response.status / 100 == 2 ? "ok" : std::to_string(response.status))
                                                 : call.error_code;
-  json entry = {{"time", FormatIso8601Utc(clock_.Now())},
-                {"operation", call.operation},
-                {"identity", call.identity.arn},
-                {"region", call.region},
-                {"target", call.target},
-                {"model", call.model_id},
-                {"status", response.status},
-                {"outcome", outcome},
-                {"error_code", call.error_code},
-                {"request_id", call.request_id}};
+  LoggedCall entry{.time = clock_.Now(),
+                   .operation = call.operation,
+                   .identity = call.identity.arn,
+                   .region = call.region,
+                   .target = call.target,
+                   .model = call.model_id,
+                   .outcome = std::move(outcome),
+                   .error_code = call.error_code,
+                   .request_id = call.request_id,
+                   .status = response.status};
   std::lock_guard<std::mutex> lock(stats_mutex_);
   ++total_calls_;
-  ++counters_[call.operation][outcome];
+  ++counters_[call.operation][entry.outcome];
   request_log_.push_back(std::move(entry));
   while (request_log_.size() > static_cast<size_t>(world_.request_log_size)) request_log_.pop_front();
 }
@@ -1449,7 +1449,18 @@ int64_t Emulator::CallCount(std::string_view operation) const {
 json Emulator::RequestLogJson() const {
   std::lock_guard<std::mutex> lock(stats_mutex_);
   json list = json::array();
-  for (const json& e : request_log_) list.push_back(e);
+  for (const LoggedCall& e : request_log_) {
+    list.push_back({{"time", FormatIso8601Utc(e.time)},
+                    {"operation", e.operation},
+                    {"identity", e.identity},
+                    {"region", e.region},
+                    {"target", e.target},
+                    {"model", e.model},
+                    {"status", e.status},
+                    {"outcome", e.outcome},
+                    {"error_code", e.error_code},
+                    {"request_id", e.request_id}});
+  }
   return {{"requests", list}};
 }
 

@@ -128,6 +128,7 @@ class Emulator {
   void Record(const Call& call, const net::HttpResponse& response);
 
   const WorldConfig world_;
+  const KnowledgeIndex knowledge_{world_.knowledge_bases};  // of world_, for InvokeAgent
   const Clock& clock_;
   std::map<std::string, LongTermKey> long_term_keys_;
   std::map<std::string, std::string> bearer_tokens_;  // token -> "account/user"
@@ -152,7 +153,14 @@ class Emulator {
   mutable std::mutex stats_mutex_;
   int64_t total_calls_ = 0;
   std::map<std::string, std::map<std::string, int64_t>> counters_;
-  std::deque<nlohmann::json> request_log_;
+  // One call of the request log; kept as plain fields, turned into JSON only
+  // when the log is read (every call is logged, few logs are read).
+  struct LoggedCall {
+    WallTime time{};
+    std::string operation, identity, region, target, model, outcome, error_code, request_id;
+    int status = 0;
+  };
+  std::deque<LoggedCall> request_log_;
 
   mutable std::mutex sessions_mutex_;
   std::shared_ptr<AgentSessions> sessions_;

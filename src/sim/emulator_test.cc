@@ -333,7 +333,19 @@ TEST_F(EmulatorTest, AdminEndpointCountsLogsAndResets) {
   json log = json::parse(emulator_->Handle(admin).body)["requests"];
   ASSERT_EQ(log.size(), 2u);
   EXPECT_EQ(log[1]["error_code"], "ValidationException");
+  EXPECT_EQ(log[1]["outcome"], "ValidationException");
+  EXPECT_EQ(log[1]["status"], 400);
   EXPECT_EQ(log[0]["identity"], "arn:aws:iam::111122223333:user/quarry-demo");
+  // Every field of an entry, as the admin endpoint documents them.
+  EXPECT_EQ(log[0]["operation"], "InvokeModel");
+  EXPECT_EQ(log[0]["region"], "us-east-1");
+  EXPECT_EQ(log[0]["model"], kHaiku);
+  EXPECT_EQ(log[0]["status"], 200);
+  EXPECT_EQ(log[0]["outcome"], "ok");
+  EXPECT_EQ(log[0]["error_code"], "");
+  EXPECT_EQ(log[0]["target"], kHaiku);
+  EXPECT_EQ(log[0]["request_id"].get<std::string>().size(), 36u) << log[0];
+  EXPECT_EQ(log[0]["time"].get<std::string>().back(), 'Z') << log[0];
   admin.method = "POST";
   admin.target = "/_quarry/faults";
   admin.body = "{not json";

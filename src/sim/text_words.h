@@ -4,7 +4,6 @@
 //
 // Thread safety: pure functions.
 
-#include <cctype>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,11 +21,14 @@ std::vector<std::string> LowerCaseWords(std::string_view text);
 // view is valid only during the call.
 template <typename Visit>
 void ForEachLowerCaseWord(std::string_view text, Visit&& visit) {
+  // ASCII tests written out: the <cctype> functions consult the locale for
+  // every byte, and every request's text passes through here.
   std::string word;
   for (const char c : text) {
     const auto byte = static_cast<unsigned char>(c);
-    if (std::isalnum(byte) != 0 || byte >= 0x80) {
-      word.push_back(static_cast<char>(std::tolower(byte)));
+    const bool upper = byte >= 'A' && byte <= 'Z';
+    if (upper || (byte >= 'a' && byte <= 'z') || (byte >= '0' && byte <= '9') || byte >= 0x80) {
+      word.push_back(static_cast<char>(upper ? byte + ('a' - 'A') : byte));
     } else if (!word.empty()) {
       visit(std::string_view(word));
       word.clear();
