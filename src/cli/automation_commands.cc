@@ -554,7 +554,9 @@ class WatchPrinter {
     if (status.empty()) return;
     auto it = last_.find(run_id);
     if (it != last_.end()) {
-      if (it->second == status) return;
+      // A run never goes back to the queue: a run_queued sent just after the
+      // run started (see engine::RunEvent) changes nothing.
+      if (it->second == status || status == "queued") return;
       if (by_status_[it->second] > 0) --by_status_[it->second];
     } else if (status != "queued" && by_status_["queued"] > 0) {
       --by_status_["queued"];  // a run counted at the start comes out of the queue

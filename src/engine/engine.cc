@@ -155,10 +155,12 @@ class Engine::Impl {
       run.app_id = candidate.app_id;
       run.record_id = record.id;
       run.trigger = std::move(trigger_json);
-      QUARRY_RETURN_IF_ERROR(store_.EnqueueRun(tx, run).status());
+      QUARRY_ASSIGN_OR_RETURN(std::string run_id, store_.EnqueueRun(tx, run));
+      QUARRY_RETURN_IF_ERROR(AnnounceQueued(tx, record.org_id, run_id));
       ++enqueued;
     }
-    if (enqueued > 0) executor_->Wake();
+    // Woken once the runs are committed: before that a worker finds nothing.
+    if (enqueued > 0) tx.AfterCommit([this] { executor_->Wake(); });
     return Status::Ok();
   }
 
@@ -193,6 +195,7 @@ class Engine::Impl {
         run.trigger = json{{"kind", "schedule"}, {"slot", slot}};
         run.dedupe_key = "schedule:" + candidate.automation_id + ":" + std::to_string(slot);
         QUARRY_ASSIGN_OR_RETURN(std::string id, store_.EnqueueRun(tx, run));
+        QUARRY_RETURN_IF_ERROR(AnnounceQueued(tx, candidate.org_id, id));
         if (!id.empty()) ++enqueued;
       }
       return Status::Ok();
@@ -202,6 +205,19 @@ class Engine::Impl {
   }
 
   // --- events ---------------------------------------------------------------
+
+  // Sends run_queued for a run just enqueued in `tx` (none for an empty id:
+  // a duplicate that was not enqueued) once `tx` has committed, so a watcher
+  // never hears of a run that was rolled back. Without watchers nothing is
+  // read.
+  Status AnnounceQueued(store::Tx& tx, const std::string& org_id, const std::string& run_id) {
+    if (run_id.empty() || listener_count_.load(std::memory_order_relaxed) == 0) return Status::Ok();
+    QUARRY_ASSIGN_OR_RETURN(RunRow row, store_.GetRun(tx, org_id, run_id));
+    tx.AfterCommit([this, event = RunEvent{row.org_id, row.automation_id, row.id, "run_queued", row.ToJson()}] {
+      Emit(event);
+    });
+    return Status::Ok();
+  }
 
   struct Subscription {
     std::string org_id, automation_id, run_id;
@@ -268,7 +284,7 @@ class Engine::Impl {
     std::string run_id;
     QUARRY_RETURN_IF_ERROR(deps_.db->Write([&](store::Tx& tx) -> Status {
       QUARRY_ASSIGN_OR_RETURN(run_id, store_.EnqueueRun(tx, run));
-      return Status::Ok();
+      return AnnounceQueued(tx, run.org_id, run_id);
     }));
     if (run_id.empty()) {
       return Status(StatusCode::kAlreadyExists, "a run for this request already exists (same Idempotency-Key)");

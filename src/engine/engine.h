@@ -75,6 +75,10 @@ struct EngineDeps {
 };
 
 // Something that happened to a run, for live progress (SSE, `quarry runs watch`).
+// run_queued is sent after the enqueuing transaction commits, so it never
+// names a run that was rolled back; a worker that happens to poll in that
+// instant can start the run first, so a watcher of many runs may rarely see a
+// run's run_started just before its run_queued.
 struct RunEvent {
   std::string org_id{};
   std::string automation_id{};

@@ -144,6 +144,19 @@ class Tx {
   // there is none.
   Result<Row> QueryOne(std::string_view sql, const Params& params, std::string_view what);
   virtual Dialect dialect() const = 0;
+
+  // Runs `fn` once this transaction has committed (for Read(): ended without
+  // error), on the thread that called Write()/Read(), just before it returns
+  // Ok. Dropped when the transaction fails or rolls back, and when the
+  // function is run again on a retry (that attempt registers its own). For
+  // notices that must not announce work that may still be undone: an event
+  // raised inside the transaction could name a row that never existed.
+  void AfterCommit(std::function<void()> fn) { after_commit_.push_back(std::move(fn)); }
+  // For Database implementations: the functions registered so far, moved out.
+  std::vector<std::function<void()>> TakeAfterCommit() { return std::move(after_commit_); }
+
+ private:
+  std::vector<std::function<void()>> after_commit_;
 };
 
 struct DatabaseOptions {

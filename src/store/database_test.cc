@@ -425,6 +425,76 @@ TEST_P(DatabaseTest, AFailingWriteInABatchDoesNotLoseTheOthers) {
   EXPECT_GT(succeeded.load(), 0);
 }
 
+// Tx::AfterCommit: a function runs after its own work is committed and
+// visible, on the caller's thread, and never for work that was rolled back,
+// also when the SQLite writer commits several callers' writes as one batch.
+TEST_P(DatabaseTest, AfterCommitRunsOnlyOnceTheWorkIsCommitted) {
+  CreateTables();
+  const std::thread::id caller = std::this_thread::get_id();
+  int64_t seen = -1;
+  std::thread::id ran_on;
+  Status status = db_->Write([&](Tx& tx) -> Status {
+    tx.AfterCommit([&] {
+      ran_on = std::this_thread::get_id();
+      seen = CountItems();  // a new transaction: the write must already be visible
+    });
+    return tx.Exec(kInsertItem, {"committed", int64_t{1}, 0.0, "", Null()}).status();
+  });
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(seen, 1);
+  EXPECT_EQ(ran_on, caller);
+
+  bool ran = false;
+  status = db_->Write([&](Tx& tx) -> Status {
+    tx.AfterCommit([&] { ran = true; });
+    QUARRY_RETURN_IF_ERROR(tx.Exec(kInsertItem, {"undone", int64_t{2}, 0.0, "", Null()}));
+    return Status(StatusCode::kAborted, "give up after inserting");
+  });
+  EXPECT_FALSE(status.ok());
+  EXPECT_FALSE(ran);
+  status = db_->Write([&](Tx& tx) -> Status {
+    tx.AfterCommit([&] { ran = true; });
+    return tx.Exec(kInsertItem, {"committed", int64_t{3}, 0.0, "", Null()}).status();  // duplicate id
+  });
+  EXPECT_EQ(status.code(), StatusCode::kAlreadyExists);
+  EXPECT_FALSE(ran);
+  status = db_->Read([&](Tx& tx) -> Status {
+    tx.AfterCommit([&] { ran = true; });
+    return tx.Query("SELECT id FROM items").status();
+  });
+  EXPECT_TRUE(status.ok());
+  EXPECT_TRUE(ran);
+
+  // Batches: every committed write runs its function once, no failed one does.
+  constexpr int kThreads = 8;
+  constexpr int kWritesPerThread = 50;
+  std::atomic<int> committed{0}, notified{0}, wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kWritesPerThread; ++i) {
+        const bool fail = (t + i) % 2 == 1;
+        bool mine = false;
+        Status s = db_->Write([&](Tx& tx) -> Status {
+          tx.AfterCommit([&] {
+            mine = true;
+            ++notified;
+          });
+          const std::string id = "batch-" + std::to_string(t) + "-" + std::to_string(i);
+          QUARRY_RETURN_IF_ERROR(tx.Exec(kInsertItem, {id, int64_t{i}, 0.0, "", Null()}));
+          return fail ? Status(StatusCode::kAborted, "give up") : Status::Ok();
+        });
+        if (s.ok()) ++committed;
+        if (s.ok() != mine) ++wrong;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(committed.load(), kThreads * kWritesPerThread / 2);
+  EXPECT_EQ(notified.load(), committed.load());
+}
+
 TEST_P(DatabaseTest, ReadsSeeCommittedWritesFromOtherThreads) {
   CreateTables();
   std::thread writer([&] {
@@ -584,9 +654,11 @@ TEST_F(PostgresTest, RetriesADeadlockedWrite) {
   std::atomic<int> runs{0};
   // Two transactions lock a and b in opposite orders: PostgreSQL aborts one
   // with a deadlock (40P01), which Write() runs again.
+  std::atomic<int> notified{0};  // Tx::AfterCommit of the attempts that committed
   auto worker = [&](const std::string& first, const std::string& second) {
     return (*db)->Write([&](Tx& tx) -> Status {
       ++runs;
+      tx.AfterCommit([&] { ++notified; });
       QUARRY_RETURN_IF_ERROR(tx.Exec("UPDATE c SET n = n + 1 WHERE id = $1", {first}));
       ++first_updates;
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -604,6 +676,7 @@ TEST_F(PostgresTest, RetriesADeadlockedWrite) {
   EXPECT_TRUE(one.ok()) << one.ToString();
   EXPECT_TRUE(two.ok()) << two.ToString();
   EXPECT_EQ(runs.load(), 3);
+  EXPECT_EQ(notified.load(), 2);  // not for the attempt PostgreSQL aborted
   ASSERT_TRUE((*db)->Read([](Tx& tx) -> Status {
                     QUARRY_ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT n FROM c ORDER BY id"));
                     EXPECT_EQ(rows.rows.at(0).Int(0), 2);

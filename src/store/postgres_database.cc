@@ -380,6 +380,7 @@ class PostgresDatabase final : public Database {
   Status RunTransaction(const std::function<Status(Tx&)>& fn, bool read_only) {
     if (InTransactionOf(this)) return NestedTransactionError();
     Status status;
+    std::vector<std::function<void()>> after_commit;  // of the latest attempt
     for (int attempt = 0;; ++attempt) {
       if (attempt > 0) {
         std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5 << attempt, 200)));
@@ -400,6 +401,7 @@ class PostgresDatabase final : public Database {
         PostgresTx tx(conn);
         status = tx.Finish(RunFunction(fn, tx));
         transient = tx.transient_failure();
+        after_commit = tx.TakeAfterCommit();
       }
       if (status.ok()) {
         auto commit = Control(conn, "COMMIT", &transient);
@@ -420,7 +422,10 @@ class PostgresDatabase final : public Database {
       }
       const bool broken = ConnectionBroken(conn);
       Release(conn);
-      if (status.ok()) return status;
+      if (status.ok()) {
+        for (auto& after : after_commit) after();
+        return status;
+      }
       const bool retry = transient || (broken && retry_safe);
       if (!retry || attempt >= options_.max_retries) return status;
     }

@@ -483,6 +483,7 @@ class SqliteDatabase final : public Database {
     bool read_only = false;
     JobState state = JobState::kQueued;
     Status result;
+    std::vector<std::function<void()>> after_commit;  // kept only while the job's work is committed
   };
 
   Clock::time_point Deadline() const {
@@ -518,6 +519,10 @@ class SqliteDatabase final : public Database {
                                 "is slow, retry later");
       }
       done_cv_.wait(lock, [&] { return job.state == JobState::kDone; });
+    }
+    lock.unlock();
+    if (job.result.ok()) {
+      for (auto& after : job.after_commit) after();
     }
     return job.result;
   }
@@ -706,9 +711,13 @@ class SqliteDatabase final : public Database {
         Status commit = writer_conn_->Simple("COMMIT");
         if (!commit.ok()) {
           (void)writer_conn_->Simple("ROLLBACK");
-          for (Job* job : succeeded) job->result = commit.WithContext("committing");
+          for (Job* job : succeeded) {
+            job->result = commit.WithContext("committing");
+            job->after_commit.clear();
+          }
         }
       }
+      for (Job* job : rerun) job->after_commit.clear();  // the rerun registers its own
       if (rerun.empty()) return;
       if (attempt >= options_.max_retries) {
         for (Job* job : rerun) {
@@ -730,6 +739,7 @@ class SqliteDatabase final : public Database {
       ScopedActiveTransaction active(this);
       SqliteTx tx(writer_conn_.get());
       status = tx.Finish(RunFunction(*job->fn, tx));
+      job->after_commit = tx.TakeAfterCommit();
     }
     if (job->read_only) (void)writer_conn_->Simple("PRAGMA query_only=0");
     if (sqlite3_get_autocommit(writer_conn_->db()) != 0) return status;
@@ -738,6 +748,7 @@ class SqliteDatabase final : public Database {
       if (release.ok()) return status;
       status = release;
     }
+    if (!status.ok()) job->after_commit.clear();  // a read-only job ends here too, without error
     (void)writer_conn_->Simple("ROLLBACK TO quarry_write");
     (void)writer_conn_->Simple("RELEASE quarry_write");
     return status;
@@ -777,12 +788,14 @@ class SqliteDatabase final : public Database {
   Status ReadOnPool(const std::function<Status(Tx&)>& fn) {
     QUARRY_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, AcquireReader());
     Status status;
+    std::vector<std::function<void()>> after_commit;
     for (int attempt = 0;; ++attempt) {
       status = conn->Simple("BEGIN");
       if (status.ok()) {
         ScopedActiveTransaction active(this);
         SqliteTx tx(conn.get());
         status = tx.Finish(RunFunction(fn, tx));
+        after_commit = tx.TakeAfterCommit();
       }
       const int code = sqlite3_extended_errcode(conn->db()) & 0xff;
       if (sqlite3_get_autocommit(conn->db()) == 0) (void)conn->Simple("ROLLBACK");
@@ -792,6 +805,9 @@ class SqliteDatabase final : public Database {
       std::this_thread::sleep_for(std::chrono::milliseconds(5 << std::min(attempt, 6)));
     }
     ReleaseReader(std::move(conn));
+    if (status.ok()) {
+      for (auto& after : after_commit) after();
+    }
     return status;
   }
 

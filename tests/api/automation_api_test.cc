@@ -17,12 +17,14 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "engine/engine.h"
 #include "tests/support/api_fixture.h"
 
 namespace quarry::testing {
@@ -341,6 +343,35 @@ TEST_F(AutomationApiTest, RecordCreatedRunsTheAgentAndMapsItsAnswer) {
               404, "not_found");
   ExpectError(f().Call("GET", "/api/v1/runs/run_00000000000000000000", f().member_token), 404,
               "not_found");
+}
+
+// A record-triggered run is announced as queued (after the record write
+// committed) before it starts, to watchers of its automation.
+TEST_F(AutomationApiTest, RecordTriggeredRunsAreAnnouncedAsQueuedFirst) {
+  const std::string id = CreateAndPublish(Definition({{"type", "record_created"}}, {TriageStep()}));
+  std::mutex mu;
+  std::vector<engine::RunEvent> events;
+  engine::Engine& engine = *f().context().engine;
+  const uint64_t subscription = engine.Subscribe(f().org_id, id, "", [&](const engine::RunEvent& event) {
+    std::lock_guard<std::mutex> lock(mu);
+    events.push_back(event);
+  });
+  const json ticket = NewTicket({{"title", "My laptop screen flickers"}});
+  const std::vector<json> runs = WaitRuns(id, 1);
+  engine.Unsubscribe(subscription);
+  ASSERT_EQ(runs.size(), 1u);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_FALSE(events.empty());
+  std::vector<std::string> kinds;
+  for (const engine::RunEvent& e : events) {
+    EXPECT_EQ(e.run_id, runs[0]["id"]);
+    kinds.push_back(e.kind);
+  }
+  EXPECT_EQ(kinds.front(), "run_queued") << ::testing::PrintToString(kinds);
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), "run_queued"), 1);
+  EXPECT_EQ(events.front().data["status"], "queued");
+  EXPECT_EQ(events.front().data["record_id"], ticket["id"]);
+  EXPECT_EQ(events.front().automation_id, id);
 }
 
 TEST_F(AutomationApiTest, RecordUpdatedRunsOnlyForTheChosenFieldsAndCondition) {
