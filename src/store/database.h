@@ -151,6 +151,8 @@ class Tx {
   // function is run again on a retry (that attempt registers its own). For
   // notices that must not announce work that may still be undone: an event
   // raised inside the transaction could name a row that never existed.
+  // `fn` must not throw or block for long: the caller's Write() is still
+  // running it.
   void AfterCommit(std::function<void()> fn) { after_commit_.push_back(std::move(fn)); }
   // For Database implementations: the functions registered so far, moved out.
   std::vector<std::function<void()>> TakeAfterCommit() { return std::move(after_commit_); }
