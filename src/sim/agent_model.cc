@@ -1110,27 +1110,19 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
                                                         action->api_path
                                                   : action->action_group + "::" + action->function;
         model_output("<function_calls><invoke><tool_name>" + tool + "</tool_name></invoke></function_calls>");
-        json group_input{{"actionGroupName", action->action_group},
-                         {"executionType", "RETURN_CONTROL"},
-                         {"invocationId", invocation_id},
-                         {"parameters", parameters}};
         json invocation_input;
         if (action->is_api()) {
-          group_input["apiPath"] = action->api_path;
-          group_input["verb"] = AsciiToLower(action->http_method);
           invocation_input = {{"actionGroup", action->action_group},
                               {"httpMethod", action->http_method},
                               {"apiPath", action->api_path},
                               {"actionInvocationType", "RESULT"},
                               {"parameters", parameters}};
           if (!action->request_body.empty()) {
-            group_input["requestBody"] = {{"content", {{"application/json", body_properties}}}};
             invocation_input["requestBody"] = {
                 {"content", {{"application/json", {{"properties", body_properties}}}}}};
           }
           invocation_input = {{"apiInvocationInput", std::move(invocation_input)}};
         } else {
-          group_input["function"] = action->function;
           invocation_input = {{"functionInvocationInput",
                                {{"actionGroup", action->action_group},
                                 {"function", action->function},
@@ -1138,10 +1130,21 @@ AgentOutcome RunAgent(const AgentSpec& agent, const AgentAliasSpec& alias, const
                                 {"parameters", parameters}}}};
         }
         tracer.Add(events, "orchestrationTrace", [&]() -> json {
+          json group_input{{"actionGroupName", action->action_group},
+                           {"executionType", "RETURN_CONTROL"},
+                           {"invocationId", invocation_id},
+                           {"parameters", parameters}};
+          if (!action->is_api()) {
+            group_input["function"] = action->function;
+          } else {
+            group_input["apiPath"] = action->api_path;
+            group_input["verb"] = AsciiToLower(action->http_method);
+            if (!action->request_body.empty()) {
+              group_input["requestBody"] = {{"content", {{"application/json", body_properties}}}};
+            }
+          }
           return {{"invocationInput",
-                   {{"traceId", orch_id},
-                    {"invocationType", "ACTION_GROUP"},
-                    {"actionGroupInvocationInput", group_input}}}};
+                   {{"traceId", orch_id}, {"invocationType", "ACTION_GROUP"}, {"actionGroupInvocationInput", group_input}}}};
         });
         events.push_back(AgentEvent{
             "returnControl",

@@ -406,6 +406,45 @@ TEST_F(AgentModelTest, ApiSchemaActionReturnsControlWithAnApiInvocationInputAndA
               HasSubstr("no returnControl is pending"));
 }
 
+// The orchestration trace of a returned control names the action as the
+// console shows it: apiPath, lower-case verb and requestBody for an API
+// operation; the function for a function.
+TEST_F(AgentModelTest, ActionTracesDescribeTheApiOperationOrTheFunction) {
+  auto group_input = [&](const std::string& text, const std::string& session) {
+    InvokeAgentInput input = Input(text, session);
+    input.enable_trace = true;
+    for (const AgentEvent& e : Events(Run("LIVEALIAS1", input))) {
+      if (e.type != "trace") continue;
+      const json* orchestration = e.payload.at("trace").contains("orchestrationTrace")
+                                      ? &e.payload.at("trace").at("orchestrationTrace")
+                                      : nullptr;
+      if (orchestration != nullptr && orchestration->contains("invocationInput") &&
+          orchestration->at("invocationInput").contains("actionGroupInvocationInput")) {
+        return orchestration->at("invocationInput").at("actionGroupInvocationInput");
+      }
+    }
+    ADD_FAILURE() << "no action group trace for: " << text;
+    return json();
+  };
+  const json api = group_input("Please file a repair request for asset LAP-0042: the hinge is cracked", "trace-api");
+  EXPECT_EQ(api.value("actionGroupName", ""), "assets");
+  EXPECT_EQ(api.value("executionType", ""), "RETURN_CONTROL");
+  EXPECT_EQ(api.value("apiPath", ""), "/assets/{assetId}/repairs");
+  EXPECT_EQ(api.value("verb", ""), "post");
+  EXPECT_FALSE(api.contains("function"));
+  const json properties = api["requestBody"]["content"]["application/json"];
+  ASSERT_EQ(properties.size(), 2u) << api;
+  EXPECT_EQ(properties[0].value("name", ""), "issue");
+  EXPECT_EQ(api["parameters"].size(), 1u);
+  EXPECT_FALSE(api.value("invocationId", "").empty());
+
+  const json function = group_input("Please escalate TCK-77", "trace-function");
+  EXPECT_FALSE(function.value("function", "").empty()) << function;
+  EXPECT_FALSE(function.contains("apiPath"));
+  EXPECT_FALSE(function.contains("verb"));
+  EXPECT_FALSE(function.contains("requestBody"));
+}
+
 TEST_F(AgentModelTest, ApiResultsThatDoNotMatchThePendingInvocationAreRejectedAndKeepItPending) {
   const auto first = Events(Run("LIVEALIAS1", Input("repair request for LAP-7: keyboard", "api-2")));
   const AgentEvent* rc = Find(first, "returnControl");
